@@ -1,0 +1,532 @@
+//! Load benchmark (not a test): the webhook binary against a real control plane.
+//!
+//! 1. Open-loop, constant-rate AdmissionReviews over TLS keep-alive connections at each rate in
+//!    `WEBHOOK_BENCH_RATES` (default 500,1000,2000 per second) for `WEBHOOK_BENCH_SECONDS` each
+//!    (default 60). Every request has an intended send time fixed in advance; latency is measured
+//!    from it, so a stalled server cannot hide queued requests (no coordinated omission). The
+//!    generator's own lateness and the pure service time (send to answer) are shown beside it.
+//! 2. IPPool creates through the real API server, `WEBHOOK_BENCH_CREATES` (default 200) without
+//!    and then with the webhook registered.
+//!
+//! Run: `cargo bench -p admission-webhook --bench load`; smoke size:
+//! `WEBHOOK_BENCH_SECONDS=3 WEBHOOK_BENCH_CREATES=30 cargo bench -p admission-webhook --bench load`.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use admission_webhook::certs::{GeneratedTls, generate_tls};
+use admission_webhook::manifest::{self, validating_webhook_configuration};
+use harness::{ControlPlane, workspace_bin};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use kube::api::{Api, PostParams};
+use kube::core::{ApiResource, DynamicObject};
+use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc};
+use tokio_rustls::TlsConnector;
+
+const CONNECTIONS: usize = 16;
+const SEEDED_POOLS: usize = 20;
+const SEEDED_BLOCKS: usize = 200;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let seconds = env_number("WEBHOOK_BENCH_SECONDS", 60);
+    let creates = env_number("WEBHOOK_BENCH_CREATES", 200) as usize;
+    let rates: Vec<u64> = std::env::var("WEBHOOK_BENCH_RATES")
+        .unwrap_or_else(|_| "500,1000,2000".to_owned())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(Duration::from_secs(seconds), &rates, creates));
+}
+
+async fn run(duration: Duration, rates: &[u64], creates: usize) {
+    let Some(cp) = ControlPlane::start().expect("control plane") else {
+        eprintln!("load bench skipped: no control-plane binaries");
+        return;
+    };
+    let client = cp.client().await;
+    let pools = Api::<DynamicObject>::all_with(client.clone(), &resource("IPPool", "ippools"));
+    let blocks =
+        Api::<DynamicObject>::all_with(client.clone(), &resource("IPAMBlock", "ipamblocks"));
+    seed(&pools, &blocks).await;
+
+    let tls = generate_tls(&["127.0.0.1".to_owned()]).unwrap();
+    let webhook = Webhook::start(&cp, &tls);
+    println!(
+        "webhook pid {} on 127.0.0.1:{}, view: {SEEDED_POOLS} pools, {SEEDED_BLOCKS} blocks; {CONNECTIONS} TLS keep-alive connections",
+        webhook.child.id(),
+        webhook.address.port()
+    );
+
+    let bodies = Arc::new(review_bodies());
+    let mut rows = Vec::new();
+    let rss_start = rss_kib(webhook.child.id());
+    for &rate in rates {
+        let before = rss_kib(webhook.child.id());
+        let result = open_loop(webhook.address, &tls, Arc::clone(&bodies), rate, duration).await;
+        let after = rss_kib(webhook.child.id());
+        rows.push((rate, result, before, after));
+    }
+
+    println!();
+    println!(
+        "| rate/s | sent | errors | p50 ms | p99 ms | max ms | service p50 ms | service p99 ms | generator lag p99 ms | RSS before → after MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for (rate, r, before, after) in &rows {
+        println!(
+            "| {rate} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} → {:.1} |",
+            r.sent,
+            r.errors,
+            ms(r.latency.value_at_quantile(0.5)),
+            ms(r.latency.value_at_quantile(0.99)),
+            ms(r.latency.max()),
+            ms(r.service.value_at_quantile(0.5)),
+            ms(r.service.value_at_quantile(0.99)),
+            ms(r.lag.value_at_quantile(0.99)),
+            *before as f64 / 1024.0,
+            *after as f64 / 1024.0,
+        );
+    }
+    println!(
+        "webhook RSS over the whole run: {:.1} → {:.1} MiB",
+        rss_start as f64 / 1024.0,
+        rss_kib(webhook.child.id()) as f64 / 1024.0
+    );
+
+    if creates > 0 {
+        let without = time_creates(&pools, "bench-without", 0, creates).await;
+        register(&client, &webhook, &tls).await;
+        let with = time_creates(&pools, "bench-with", 1, creates).await;
+        println!();
+        println!("| IPPool create via API server | n | p50 ms | p99 ms | mean ms |");
+        println!("|---|---:|---:|---:|---:|");
+        for (label, h) in [("without webhook", &without), ("with webhook", &with)] {
+            println!(
+                "| {label} | {} | {:.2} | {:.2} | {:.2} |",
+                h.len(),
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                h.mean() / 1000.0
+            );
+        }
+        println!(
+            "with/without: p50 {:.2}x, mean {:.2}x",
+            with.value_at_quantile(0.5) as f64 / without.value_at_quantile(0.5) as f64,
+            with.mean() / without.mean()
+        );
+    }
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "crd.projectcalico.org".to_owned(),
+        version: "v1".to_owned(),
+        api_version: "crd.projectcalico.org/v1".to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+fn object(value: Value) -> DynamicObject {
+    serde_json::from_value(value).unwrap()
+}
+
+fn pool_json(name: &str, cidr: &str, disabled: bool) -> Value {
+    json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": name, "resourceVersion": "1"},
+        "spec": {"cidr": cidr, "blockSize": 26, "ipipMode": "Always", "natOutgoing": true, "disabled": disabled}
+    })
+}
+
+/// Pools `seed-0…` at 10.(100+i).0.0/16 (the last one disabled) and blocks with pod addresses in
+/// the first pools, so that verdicts look things up in a view of realistic size.
+async fn seed(pools: &Api<DynamicObject>, blocks: &Api<DynamicObject>) {
+    let params = PostParams::default();
+    for i in 0..SEEDED_POOLS {
+        let disabled = i == SEEDED_POOLS - 1;
+        let pool = pool_json(
+            &format!("seed-{i}"),
+            &format!("10.{}.0.0/16", 100 + i),
+            disabled,
+        );
+        pools.create(&params, &object(pool)).await.unwrap();
+    }
+    for i in 0..SEEDED_BLOCKS {
+        let (third, fourth) = (i / 4, (i % 4) * 64);
+        let cidr = format!("10.{}.{third}.{fourth}/26", 100 + SEEDED_POOLS - 1 - i % 2);
+        let mut allocations = vec![Value::Null; 64];
+        allocations[0] = json!(0);
+        let block = json!({
+            "apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMBlock",
+            "metadata": {"name": cidr.replace(['.', '/'], "-")},
+            "spec": {"cidr": cidr, "affinity": format!("host:node-{}", i % 10), "allocations": allocations,
+                     "unallocated": (1..64).collect::<Vec<_>>(),
+                     "attributes": [{"handle_id": format!("k8s-pod-network.c{i}"), "secondary": {"namespace": "default", "node": format!("node-{}", i % 10), "pod": format!("p{i}")}}],
+                     "strictAffinity": false}
+        });
+        blocks.create(&params, &object(block)).await.unwrap();
+    }
+}
+
+/// The mix sent: an allowed create, and three changes the rules refuse (resize, overlap, deleting
+/// a pool in use). Each body with the verdict it must get.
+fn review_bodies() -> Vec<(Bytes, bool)> {
+    let review = |operation: &str, object: Value, old: Value| {
+        Bytes::from(
+            json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {
+                    "uid": "bench",
+                    "kind": {"group": "crd.projectcalico.org", "version": "v1", "kind": "IPPool"},
+                    "resource": {"group": "crd.projectcalico.org", "version": "v1", "resource": "ippools"},
+                    "name": "bench", "operation": operation,
+                    "userInfo": {"username": "bench", "groups": ["system:authenticated"]},
+                    "object": object, "oldObject": old, "dryRun": false
+                }
+            })
+            .to_string(),
+        )
+    };
+    let old = pool_json("seed-0", "10.100.0.0/16", false);
+    let mut resized = old.clone();
+    resized["spec"]["blockSize"] = json!(24);
+    let last = SEEDED_POOLS - 1;
+    let draining = pool_json(
+        &format!("seed-{last}"),
+        &format!("10.{}.0.0/16", 100 + last),
+        true,
+    );
+    vec![
+        (
+            review(
+                "CREATE",
+                pool_json("fresh", "10.200.0.0/16", false),
+                Value::Null,
+            ),
+            true,
+        ),
+        (review("UPDATE", resized, old), false),
+        (
+            review(
+                "CREATE",
+                pool_json("overlap", "10.101.128.0/17", false),
+                Value::Null,
+            ),
+            false,
+        ),
+        (review("DELETE", Value::Null, draining), false),
+    ]
+}
+
+struct Webhook {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Webhook {
+    /// Starts the release binary and returns when it serves with a synced view (it logs both).
+    fn start(cp: &ControlPlane, tls: &GeneratedTls) -> Webhook {
+        let dir = cp.dir().join("bench-tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tls.crt"), &tls.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &tls.key_pem).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(workspace_bin("admission-webhook"))
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg(format!("--tls-cert={}", dir.join("tls.crt").display()))
+            .arg(format!("--tls-key={}", dir.join("tls.key").display()))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+            // Verdict logs at the default level would measure the terminal, not the webhook.
+            .env(
+                "RUST_LOG",
+                "warn,admission_webhook=warn,ippool_cluster=info",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("cluster view synced") {
+                    let _ = ready_tx.send(());
+                }
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("webhook: {line}");
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the webhook's view syncs");
+        Webhook {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct PhaseResult {
+    sent: u64,
+    errors: u64,
+    /// From the intended send time to the complete answer (µs).
+    latency: Histogram<u64>,
+    /// From the actual send to the complete answer (µs).
+    service: Histogram<u64>,
+    /// From the intended to the actual send (µs): the generator's and queue's share.
+    lag: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+fn connector(tls: &GeneratedTls) -> TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(tls.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(address: SocketAddr, connector: &TlsConnector) -> Option<Sender> {
+    let tcp = TcpStream::connect(address).await.ok()?;
+    tcp.set_nodelay(true).ok()?;
+    let tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .ok()?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .ok()?;
+    tokio::spawn(connection);
+    Some(sender)
+}
+
+async fn open_loop(
+    address: SocketAddr,
+    tls: &GeneratedTls,
+    bodies: Arc<Vec<(Bytes, bool)>>,
+    rate: u64,
+    duration: Duration,
+) -> PhaseResult {
+    let connector = connector(tls);
+    let total = rate * duration.as_secs().max(1);
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    let rx = Arc::new(Mutex::new(rx));
+    let errors = Arc::new(AtomicU64::new(0));
+
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut sender = connect(address, &connector)
+            .await
+            .expect("connect to the webhook");
+        let (rx, errors, bodies, connector) = (
+            Arc::clone(&rx),
+            Arc::clone(&errors),
+            Arc::clone(&bodies),
+            connector.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let (mut latency, mut service, mut lag) = (histogram(), histogram(), histogram());
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some((n, intended)) = next else {
+                    break;
+                };
+                let (body, allowed) = &bodies[(n % bodies.len() as u64) as usize];
+                let sent = Instant::now();
+                let request = hyper::Request::post("/validate")
+                    .header("host", "127.0.0.1")
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let ok = match sender.send_request(request).await {
+                    Ok(response) if response.status() == 200 => {
+                        match response.into_body().collect().await {
+                            Ok(collected) => {
+                                let text = collected.to_bytes();
+                                let expected: &[u8] = if *allowed {
+                                    b"\"allowed\":true"
+                                } else {
+                                    b"\"allowed\":false"
+                                };
+                                text.windows(expected.len()).any(|w| w == expected)
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    _ => false,
+                };
+                let done = Instant::now();
+                latency.saturating_record(done.duration_since(intended).as_micros() as u64);
+                service.saturating_record(done.duration_since(sent).as_micros() as u64);
+                lag.saturating_record(sent.saturating_duration_since(intended).as_micros() as u64);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(fresh) = connect(address, &connector).await {
+                        sender = fresh;
+                    }
+                }
+            }
+            (latency, service, lag)
+        }));
+    }
+
+    // The schedule runs on its own thread so that a busy runtime cannot delay it: each request's
+    // intended time is fixed before the run, and a late send is counted against the latency.
+    let start = Instant::now() + Duration::from_millis(50);
+    let generator = std::thread::spawn(move || {
+        for n in 0..total {
+            let intended = start + period.mul_f64(n as f64);
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            if tx.send((n, intended)).is_err() {
+                break;
+            }
+        }
+    });
+    generator.join().unwrap();
+
+    let (mut latency, mut service, mut lag) = (histogram(), histogram(), histogram());
+    for worker in workers {
+        let (l, s, g) = worker.await.unwrap();
+        latency.add(l).unwrap();
+        service.add(s).unwrap();
+        lag.add(g).unwrap();
+    }
+    PhaseResult {
+        sent: total,
+        errors: errors.load(Ordering::Relaxed),
+        latency,
+        service,
+        lag,
+    }
+}
+
+/// Registers the webhook by URL and waits until the API server calls it (probing with a dry run
+/// only the webhook refuses: the API server's own informer cannot be watched from outside).
+async fn register(client: &kube::Client, webhook: &Webhook, tls: &GeneratedTls) {
+    let config = validating_webhook_configuration(
+        manifest::NAME,
+        WebhookClientConfig {
+            url: Some(format!("https://{}/validate", webhook.address)),
+            ca_bundle: Some(ByteString(tls.ca_pem.clone().into_bytes())),
+            service: None,
+        },
+        None,
+    );
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let pools = Api::<DynamicObject>::all_with(client.clone(), &resource("IPPool", "ippools"));
+    let mut canary = pool_json("canary", "10.250.0.0/24", false);
+    canary["spec"]["blockSize"] = json!(33);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Err(kube::Error::Api(status)) = pools.create(&dry_run, &object(canary.clone())).await
+            && status.message.contains("IPP022")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the API server does not call the webhook");
+}
+
+/// Sequential creates of valid pools (10.<second>.<i>.0/24 … inside the cluster CIDR).
+async fn time_creates(
+    pools: &Api<DynamicObject>,
+    prefix: &str,
+    second: u8,
+    count: usize,
+) -> Histogram<u64> {
+    let mut h = histogram();
+    for i in 0..count {
+        let cidr = format!("10.{}.{}.{}/26", second, i / 4, (i % 4) * 64);
+        let mut pool = pool_json(&format!("{prefix}-{i}"), &cidr, false);
+        pool["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
+        let started = Instant::now();
+        pools
+            .create(&PostParams::default(), &object(pool))
+            .await
+            .unwrap_or_else(|e| panic!("create {prefix}-{i}: {e}"));
+        h.saturating_record(started.elapsed().as_micros() as u64);
+    }
+    h
+}

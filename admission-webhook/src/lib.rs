@@ -1,0 +1,14 @@
+//! A validating admission webhook that runs `ippool-rules` on every change to a Calico IP pool
+//! (`crd.projectcalico.org/v1` and `projectcalico.org/v3`), so that unsafe edits are refused
+//! whichever client makes them.
+//!
+//! Layout: [`handlers`] translates AdmissionReviews to rule checks, [`state`] holds what verdicts
+//! are made from, [`server`] is the HTTP/TLS edge, [`certs`] serves and generates TLS material,
+//! [`metrics`] counts, and [`manifest`] renders the deployment.
+
+pub mod certs;
+pub mod handlers;
+pub mod manifest;
+pub mod metrics;
+pub mod server;
+pub mod state;

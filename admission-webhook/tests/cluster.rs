@@ -1,0 +1,456 @@
+//! Against a real control plane: the webhook runs as a local process on 127.0.0.1, registered with
+//! a ValidatingWebhookConfiguration by URL and caBundle, and `kubectl` (the client users have) shows
+//! what the API server now refuses, what it allows, and that warnings reach the user.
+//!
+//! Skipped with a notice when the control-plane binaries are missing (an error with `CI` set).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use admission_webhook::certs::generate_tls;
+use admission_webhook::manifest::{self, Options, validating_webhook_configuration};
+use harness::{ControlPlane, Sim, SimOptions, wait_for_all, workspace_bin};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::watcher;
+use serde_json::json;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const STARTUP: Duration = Duration::from_secs(120);
+const SETTLE: Duration = Duration::from_secs(120);
+
+struct Kubectl {
+    kubeconfig: PathBuf,
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut child = Command::new(KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl 1.32 at /usr/bin/kubectl");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let output = child.wait_with_output().unwrap();
+        Run {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn apply(&self, yaml: &str) -> Run {
+        self.run(&["apply", "-f", "-"], Some(yaml))
+    }
+
+    fn delete_pool(&self, name: &str) -> Run {
+        self.run(&["delete", "ippools.crd.projectcalico.org", name], None)
+    }
+}
+
+/// Asserts the API server refused with our webhook's message carrying each text.
+fn assert_refused(run: &Run, texts: &[&str]) {
+    assert!(
+        !run.ok,
+        "expected a refusal, got success: {}{}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "admission webhook \"{}\" denied the request",
+            manifest::WEBHOOK_NAME
+        )),
+        "refused, but not by the webhook: {}",
+        run.stderr
+    );
+    for text in texts {
+        assert!(
+            run.stderr.contains(text),
+            "missing {text:?} in: {}",
+            run.stderr
+        );
+    }
+}
+
+fn assert_allowed(run: &Run) {
+    assert!(run.ok, "expected success: {}{}", run.stdout, run.stderr);
+}
+
+fn v1_pool(name: &str, cidr: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: {cidr}\n  blockSize: 26\n  ipipMode: Always\n  natOutgoing: true\n{extra}"
+    )
+}
+
+/// The webhook binary as a child process, its log in the control plane's folder.
+struct WebhookProcess {
+    child: Child,
+    port: u16,
+    ca_pem: String,
+}
+
+impl Drop for WebhookProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the webhook and returns once it serves and its watches have listed everything (it logs
+/// both; the log lines are the events waited for).
+fn start_webhook(cp: &ControlPlane, extra: &[&str]) -> WebhookProcess {
+    let tls = generate_tls(&["127.0.0.1".to_owned()]).unwrap();
+    let dir = cp.dir().join("webhook-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), &tls.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &tls.key_pem).unwrap();
+    let port = free_port();
+    let mut child = Command::new(workspace_bin("admission-webhook"))
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--tls-cert={}", dir.join("tls.crt").display()))
+        .arg(format!("--tls-key={}", dir.join("tls.key").display()))
+        .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+        .args(extra)
+        .env("RUST_LOG", "info,admission_webhook=debug")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log_path = cp.dir().join("admission-webhook.log");
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let log_for_thread = log_path.clone();
+    std::thread::spawn(move || {
+        let mut log = std::fs::File::create(&log_for_thread).unwrap();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            let _ = lines_tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + STARTUP;
+    let (mut serving, mut synced) = (false, false);
+    while !(serving && synced) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => {
+                serving |= line.contains("serving HTTPS");
+                synced |= line.contains("cluster view synced");
+            }
+            Err(_) => panic!(
+                "the webhook did not become ready (serving {serving}, synced {synced}); log: {}",
+                read(&log_path)
+            ),
+        }
+    }
+    WebhookProcess {
+        child,
+        port,
+        ca_pem: tls.ca_pem,
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Registers the webhook by URL and waits until the API server calls it.
+async fn register(cp: &ControlPlane, webhook: &WebhookProcess) {
+    let client = cp.client().await;
+    let config = validating_webhook_configuration(
+        manifest::NAME,
+        WebhookClientConfig {
+            url: Some(format!("https://127.0.0.1:{}/validate", webhook.port)),
+            ca_bundle: Some(ByteString(webhook.ca_pem.clone().into_bytes())),
+            service: None,
+        },
+        None,
+    );
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    // The API server loads webhook configurations through its own informer, which nothing outside
+    // it can watch: probe with a server-side dry run that only the webhook refuses until it does.
+    let pools =
+        Api::<DynamicObject>::all_with(client, &pool_resource("crd.projectcalico.org", "v1"));
+    let canary: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": "registration-canary"},
+        "spec": {"cidr": "10.255.0.0/24", "blockSize": 33}
+    }))
+    .unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        match pools.create(&dry_run, &canary).await {
+            Err(kube::Error::Api(status)) if status.message.contains("IPP022") => return,
+            other if Instant::now() > deadline => {
+                panic!("the API server does not call the webhook: last answer {other:?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+fn pool_resource(group: &str, version: &str) -> ApiResource {
+    ApiResource {
+        group: group.to_owned(),
+        version: version.to_owned(),
+        api_version: format!("{group}/{version}"),
+        kind: "IPPool".to_owned(),
+        plural: "ippools".to_owned(),
+    }
+}
+
+fn addresses_in(pods: &[Pod], prefix: &str) -> usize {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .is_some_and(|ip| ip.starts_with(prefix))
+        })
+        .count()
+}
+
+/// Waits until the namespace holds exactly `count` pods, all with an address starting with `prefix`.
+async fn wait_for_pods_in(pods: &Api<Pod>, count: usize, prefix: &str) {
+    wait_for_all(
+        pods,
+        watcher::Config::default().labels("app=web"),
+        &format!("{count} web pods with addresses in {prefix}*"),
+        |all| all.len() == count && addresses_in(all, prefix) == count,
+        SETTLE,
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_unsafe_pool_changes_and_allows_the_migration_order() {
+    let Some(cp) = ControlPlane::start().unwrap() else {
+        return;
+    };
+    let kubectl = Kubectl {
+        kubeconfig: cp.kubeconfig().to_owned(),
+    };
+    const OPERATOR: &str = "system:serviceaccount:tigera-operator:tigera-operator";
+    let webhook = start_webhook(&cp, &[&format!("--exempt={OPERATOR}")]);
+    register(&cp, &webhook).await;
+
+    // The pool pods start in. The harness seeds kubeadm-config with podSubnet 10.0.0.0/8.
+    assert_allowed(&kubectl.apply(&v1_pool("old", "10.1.0.0/16", "")));
+
+    let bad_block = kubectl.apply(
+        "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata:\n  name: bad-block\nspec:\n  cidr: 10.9.0.0/16\n  blockSize: 33\n",
+    );
+    assert_refused(&bad_block, &["IPP022", "spec.blockSize"]);
+    let outside = kubectl.apply(&v1_pool("outside", "192.168.0.0/16", ""));
+    assert_refused(&outside, &["IPP050", "kubeadm-config"]);
+    let resize =
+        kubectl.apply(&v1_pool("old", "10.1.0.0/16", "").replace("blockSize: 26", "blockSize: 24"));
+    assert_refused(&resize, &["IPP061", "kubectl ippool resize"]);
+    let recidr = kubectl.apply(&v1_pool("old", "10.3.0.0/16", ""));
+    assert_refused(&recidr, &["IPP060", "kubectl ippool migrate"]);
+    assert_refused(&kubectl.delete_pool("old"), &["IPP070", "disable it first"]);
+    let dry_run = kubectl.run(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&v1_pool("outside", "192.168.0.0/16", "")),
+    );
+    assert_refused(&dry_run, &["IPP050"]);
+
+    // An exempt requester (impersonated) gets through, told what would have been refused.
+    let exempt = kubectl.run(
+        // The impersonated operator gets RBAC from the admin group; the exemption is by user name.
+        &[
+            "apply",
+            "--as",
+            OPERATOR,
+            "--as-group",
+            "system:masters",
+            "-f",
+            "-",
+        ],
+        Some(
+            &v1_pool("operator-managed", "10.8.0.0/16", "  disabled: true\n")
+                .replace("blockSize: 26", "blockSize: 33"),
+        ),
+    );
+    assert_allowed(&exempt);
+    assert!(exempt.stderr.contains("Warning: exempt (user system:serviceaccount:tigera-operator:tigera-operator), would be denied: IPP022"), "{}", exempt.stderr);
+
+    // Pods take addresses in the old pool.
+    let _sim = Sim::start(&cp, SimOptions::default()).unwrap();
+    let client = cp.client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let web: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for_pods_in(&pods, 4, "10.1.").await;
+
+    // The documented migration: new pool first, then disable the old one...
+    assert_allowed(&kubectl.apply(&v1_pool("new", "10.2.0.0/16", "")));
+    let disable = kubectl.apply(&v1_pool("old", "10.1.0.0/16", "  disabled: true\n"));
+    assert_allowed(&disable);
+    // ...which may not be deleted while its blocks hold the pods' addresses...
+    assert_refused(
+        &kubectl.delete_pool("old"),
+        &["IPP071", "4 addresses in use"],
+    );
+    // ...until the pods have moved.
+    assert_allowed(&kubectl.run(&["delete", "pods", "-l", "app=web", "--wait=false"], None));
+    wait_for_pods_in(&pods, 4, "10.2.").await;
+    assert_allowed(&kubectl.delete_pool("old"));
+
+    // Warnings reach the user: disabling the last enabled pool while pods run is allowed, with a
+    // warning on kubectl's stderr.
+    let last = kubectl.apply(&v1_pool("new", "10.2.0.0/16", "  disabled: true\n"));
+    assert_allowed(&last);
+    assert!(last.stderr.contains("Warning: IPP072"), "{}", last.stderr);
+    drop(webhook);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v3_pools_are_judged_and_checked_against_v1_pools() {
+    let Some(cp) = ControlPlane::start().unwrap() else {
+        return;
+    };
+    cp.install_v3_crd().await.unwrap();
+    let kubectl = Kubectl {
+        kubeconfig: cp.kubeconfig().to_owned(),
+    };
+    let webhook = start_webhook(&cp, &[]);
+    register(&cp, &webhook).await;
+
+    assert_allowed(&kubectl.apply(&v1_pool("v1-pool", "10.1.0.0/16", "")));
+    let v3 = |name: &str, cidr: &str, block: u8| {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: {name}\nspec:\n  cidr: {cidr}\n  blockSize: {block}\n"
+        )
+    };
+    assert_refused(&kubectl.apply(&v3("bad", "10.5.0.0/16", 33)), &["IPP022"]);
+    // The view holds the pools of both groups: a v3 pool over a v1 pool is an overlap.
+    assert_refused(
+        &kubectl.apply(&v3("over", "10.1.128.0/17", 26)),
+        &["IPP080", "v1-pool"],
+    );
+    assert_allowed(&kubectl.apply(&v3("fine", "10.6.0.0/16", 26)));
+    let resize = kubectl.apply(&v3("fine", "10.6.0.0/16", 28));
+    assert_refused(&resize, &["IPP061"]);
+    drop(webhook);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deploy_manifests_pass_a_server_side_dry_run() {
+    let Some(cp) = ControlPlane::start().unwrap() else {
+        return;
+    };
+    let kubectl = Kubectl {
+        kubeconfig: cp.kubeconfig().to_owned(),
+    };
+    let options = Options::self_signed("ippool-system", &manifest::default_image()).unwrap();
+    let documents = manifest::documents(&options).unwrap();
+    // A dry run creates nothing, so the namespaced objects need their namespace for real.
+    assert_allowed(&kubectl.run(&["create", "namespace", "ippool-system"], None));
+    // policy/v1 PodDisruptionBudgets arrived in Kubernetes 1.21; this control plane is 1.20.
+    let served = kubectl.run(&["api-versions"], None);
+    let pdb_served = served.stdout.lines().any(|l| l == "policy/v1");
+    let applicable: Vec<_> = documents
+        .into_iter()
+        .filter(|d| d.kind != "Namespace" && (pdb_served || d.kind != "PodDisruptionBudget"))
+        .collect();
+    let kinds: Vec<&str> = applicable.iter().map(|d| d.kind.as_str()).collect();
+    for kind in [
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "Deployment",
+        "ValidatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} is checked");
+    }
+    let yaml = manifest::render_documents(&applicable).unwrap();
+    let run = kubectl.run(&["apply", "--dry-run=server", "-f", "-"], Some(&yaml));
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("deployment.apps/ippool-admission-webhook created (server dry run)"),
+        "{}",
+        run.stdout
+    );
+
+    // The checked-in cert-manager rendering differs only in its TLS objects; its core objects
+    // are the same kinds and pass too (cert-manager's own kinds need cert-manager installed).
+    let on_disk = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/ippool-admission-webhook.yaml"
+    ))
+    .unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&on_disk).unwrap();
+    let core: Vec<manifest::Document> = docs
+        .into_iter()
+        .filter(|d| {
+            let api_version = d["apiVersion"].as_str().unwrap_or("");
+            let kind = d["kind"].as_str().unwrap_or("");
+            !api_version.starts_with("cert-manager.io/")
+                && kind != "Namespace"
+                && (pdb_served || kind != "PodDisruptionBudget")
+        })
+        .map(|value| manifest::Document {
+            api_version: value["apiVersion"].as_str().unwrap().to_owned(),
+            kind: value["kind"].as_str().unwrap().to_owned(),
+            value,
+        })
+        .collect();
+    let run = kubectl.run(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&manifest::render_documents(&core).unwrap()),
+    );
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+}

@@ -1,0 +1,527 @@
+//! IPAM consistency, the questions `calicoctl ipam check` asks, over a [`Snapshot`]:
+//! allocations no pod or node uses (leaked), pods whose address has no allocation, pod addresses
+//! outside every enabled pool, handles no allocation refers to — plus blocks no pool covers.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::index::{Allocation, AllocationIndex, AllocationUse, PoolIndex};
+use crate::snapshot::{PodInfo, Snapshot};
+
+/// The classes of problem `check` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// An allocation no live pod or existing node uses.
+    LeakedAllocation,
+    /// A live pod's address, inside an enabled pool, with no allocation.
+    PodWithoutAllocation,
+    /// A live pod's address with no allocation and outside every enabled pool.
+    OutsideActivePools,
+    /// An IPAMHandle no allocation refers to.
+    HandleWithoutAddresses,
+    /// An IPAM block no pool covers.
+    BlockWithoutPool,
+}
+
+impl ProblemKind {
+    pub const ALL: [ProblemKind; 5] = [
+        ProblemKind::LeakedAllocation,
+        ProblemKind::PodWithoutAllocation,
+        ProblemKind::OutsideActivePools,
+        ProblemKind::HandleWithoutAddresses,
+        ProblemKind::BlockWithoutPool,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::LeakedAllocation => "leaked-allocation",
+            ProblemKind::PodWithoutAllocation => "pod-without-allocation",
+            ProblemKind::OutsideActivePools => "outside-active-pools",
+            ProblemKind::HandleWithoutAddresses => "handle-without-addresses",
+            ProblemKind::BlockWithoutPool => "block-without-pool",
+        }
+    }
+
+    /// Heading for the text report.
+    pub fn title(self) -> &'static str {
+        match self {
+            ProblemKind::LeakedAllocation => {
+                "addresses allocated in IPAM but used by no pod or node"
+            }
+            ProblemKind::PodWithoutAllocation => {
+                "pod addresses in an enabled pool with no IPAM allocation"
+            }
+            ProblemKind::OutsideActivePools => {
+                "pod addresses with no IPAM allocation outside every enabled pool"
+            }
+            ProblemKind::HandleWithoutAddresses => "IPAM handles with no allocated address",
+            ProblemKind::BlockWithoutPool => "IPAM blocks that no pool covers",
+        }
+    }
+
+    /// What to do about it.
+    pub fn remedy(self) -> &'static str {
+        match self {
+            ProblemKind::LeakedAllocation => {
+                "Calico's IPAM garbage collector releases these after its grace period; `kubectl ippool \
+                 delete --release-leaked` releases them in a pool being deleted"
+            }
+            ProblemKind::PodWithoutAllocation | ProblemKind::OutsideActivePools => {
+                "another pod can be given the same address; recreate the pod so that Calico allocates it \
+                 an address"
+            }
+            ProblemKind::HandleWithoutAddresses => {
+                "harmless leftovers of released addresses; Calico's IPAM garbage collector removes them"
+            }
+            ProblemKind::BlockWithoutPool => {
+                "`kubectl ippool gc` removes the empty ones; non-empty ones still hold addresses"
+            }
+        }
+    }
+}
+
+/// One problem found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    pub kind: ProblemKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    pub message: String,
+}
+
+/// What was looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checked {
+    pub pools: usize,
+    pub enabled_pools: usize,
+    pub blocks: usize,
+    pub allocations: usize,
+    pub handles: usize,
+    pub pods_with_addresses: usize,
+    pub nodes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    pub checked: Checked,
+    pub problems: Vec<Problem>,
+}
+
+impl CheckReport {
+    pub fn count(&self, kind: ProblemKind) -> usize {
+        self.problems.iter().filter(|p| p.kind == kind).count()
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// An allocation leaked by a pod that is gone, with what is needed to release it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeakedAllocation {
+    pub address: IpAddr,
+    pub block: String,
+    pub ordinal: usize,
+    pub handle: Option<String>,
+    /// The pod the attributes name, `namespace/name`.
+    pub pod: Option<String>,
+    pub node: Option<String>,
+    /// The pool holding the address.
+    pub pool: Option<String>,
+}
+
+/// Who uses addresses and handles, from live pods and nodes.
+struct Users<'a> {
+    pod_addresses: HashMap<IpAddr, Vec<&'a PodInfo>>,
+    pod_handles: HashSet<String>,
+    /// (namespace, name) → the pod.
+    pods_by_name: HashMap<(&'a str, &'a str), &'a PodInfo>,
+    nodes: HashSet<&'a str>,
+    node_addresses: HashSet<IpAddr>,
+}
+
+impl<'a> Users<'a> {
+    fn new(snapshot: &'a Snapshot) -> Users<'a> {
+        let mut pod_addresses: HashMap<IpAddr, Vec<&PodInfo>> = HashMap::new();
+        let mut pod_handles = HashSet::new();
+        let mut pods_by_name = HashMap::new();
+        for pod in snapshot
+            .pods
+            .iter()
+            .filter(|p| p.is_live() && !p.host_network)
+        {
+            for addr in &pod.addresses {
+                pod_addresses.entry(*addr).or_default().push(pod);
+            }
+            if let Some(handle) = pod.handle_id() {
+                pod_handles.insert(handle.to_lowercase());
+            }
+            pods_by_name.insert((pod.namespace.as_str(), pod.name.as_str()), pod);
+        }
+        Users {
+            pod_addresses,
+            pod_handles,
+            pods_by_name,
+            nodes: snapshot.nodes.iter().map(|n| n.name.as_str()).collect(),
+            node_addresses: snapshot
+                .nodes
+                .iter()
+                .flat_map(|n| n.tunnel_addresses.iter().copied())
+                .collect(),
+        }
+    }
+
+    /// Whether a live pod or an existing node uses the allocation.
+    fn uses(&self, allocation: &Allocation<'_>) -> bool {
+        if self.pod_addresses.contains_key(&allocation.address)
+            || self.node_addresses.contains(&allocation.address)
+        {
+            return true;
+        }
+        if allocation
+            .handle_id
+            .is_some_and(|h| self.pod_handles.contains(&h.to_lowercase()))
+        {
+            return true;
+        }
+        match allocation.use_() {
+            AllocationUse::Tunnel { node, .. } => self.nodes.contains(node),
+            // The CNI allocates before the pod's status shows the address: a named live pod
+            // with no address yet is still being set up.
+            AllocationUse::Workload { namespace, pod } => self
+                .pods_by_name
+                .get(&(namespace, pod))
+                .is_some_and(|p| p.addresses.is_empty()),
+            AllocationUse::Unknown => false,
+        }
+    }
+}
+
+fn pod_of(allocation: &Allocation<'_>) -> Option<String> {
+    match allocation.use_() {
+        AllocationUse::Workload { namespace, pod } => Some(format!("{namespace}/{pod}")),
+        _ => None,
+    }
+}
+
+fn block_name(allocation: &Allocation<'_>) -> String {
+    allocation
+        .block
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| allocation.block.spec.cidr.clone())
+}
+
+/// Allocations that no live pod or existing node uses, sorted by address.
+pub fn leaked_allocations(snapshot: &Snapshot) -> Vec<LeakedAllocation> {
+    let users = Users::new(snapshot);
+    let pools = PoolIndex::new(&snapshot.pools);
+    let allocations = AllocationIndex::new(&snapshot.blocks);
+    let mut leaked: Vec<LeakedAllocation> = allocations
+        .iter()
+        .filter(|a| !users.uses(a))
+        .map(|a| LeakedAllocation {
+            address: a.address,
+            block: block_name(a),
+            ordinal: a.ordinal,
+            handle: a.handle_id.map(str::to_owned),
+            pod: pod_of(a),
+            node: a.node().map(str::to_owned),
+            pool: pools.pool_of_addr(a.address).map(|p| p.name().to_owned()),
+        })
+        .collect();
+    leaked.sort_by(|a, b| (a.address, &a.block).cmp(&(b.address, &b.block)));
+    leaked
+}
+
+/// Runs every check.
+pub fn check(snapshot: &Snapshot) -> CheckReport {
+    let pools = PoolIndex::new(&snapshot.pools);
+    let allocations = AllocationIndex::new(&snapshot.blocks);
+    let mut problems = Vec::new();
+
+    for leak in leaked_allocations(snapshot) {
+        let whose = match (&leak.pod, &leak.node) {
+            (Some(pod), _) => format!("pod {pod}, which no longer holds it"),
+            (None, Some(node)) => format!("node {node}"),
+            (None, None) => "no recorded owner".to_owned(),
+        };
+        problems.push(Problem {
+            kind: ProblemKind::LeakedAllocation,
+            message: format!(
+                "{} is allocated in block {} for {whose}",
+                leak.address, leak.block
+            ),
+            address: Some(leak.address),
+            block: Some(leak.block),
+            ordinal: Some(leak.ordinal),
+            handle: leak.handle,
+            pod: leak.pod,
+            node: leak.node,
+            pool: leak.pool,
+        });
+    }
+
+    let mut pod_addresses: Vec<(&PodInfo, IpAddr)> = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.holds_addresses())
+        .flat_map(|p| p.addresses.iter().map(move |a| (p, *a)))
+        .collect();
+    pod_addresses.sort_by(|(pa, a), (pb, b)| (a, pa.key()).cmp(&(b, pb.key())));
+    for (pod, address) in pod_addresses {
+        if !allocations.get(&address).is_empty() {
+            continue;
+        }
+        let (kind, message) = match pools.enabled_pool_of_addr(address) {
+            Some(pool) => (
+                ProblemKind::PodWithoutAllocation,
+                format!(
+                    "pod {} uses {address} in pool {} but IPAM has no allocation for it",
+                    pod.key(),
+                    pool.name()
+                ),
+            ),
+            None => (
+                ProblemKind::OutsideActivePools,
+                format!(
+                    "pod {} uses {address}, which no IPAM block allocates and no enabled pool contains{}",
+                    pod.key(),
+                    pools
+                        .pool_of_addr(address)
+                        .map(|p| format!(" (it is in disabled pool {})", p.name()))
+                        .unwrap_or_default()
+                ),
+            ),
+        };
+        problems.push(Problem {
+            kind,
+            address: Some(address),
+            block: None,
+            ordinal: None,
+            handle: pod.handle_id(),
+            pod: Some(pod.key()),
+            node: pod.node.clone(),
+            pool: pools.pool_of_addr(address).map(|p| p.name().to_owned()),
+            message,
+        });
+    }
+
+    let referenced: HashSet<String> = allocations
+        .iter()
+        .filter_map(|a| a.handle_id.map(str::to_lowercase))
+        .collect();
+    let mut handles: Vec<_> = snapshot
+        .handles
+        .iter()
+        .filter(|h| !referenced.contains(&h.spec.handle_id.to_lowercase()))
+        .collect();
+    handles.sort_by(|a, b| a.spec.handle_id.cmp(&b.spec.handle_id));
+    for handle in handles {
+        problems.push(Problem {
+            kind: ProblemKind::HandleWithoutAddresses,
+            address: None,
+            block: None,
+            ordinal: None,
+            handle: Some(handle.spec.handle_id.clone()),
+            pod: None,
+            node: None,
+            pool: None,
+            message: format!(
+                "handle {} has no allocated address in any block",
+                handle.spec.handle_id
+            ),
+        });
+    }
+
+    for block in crate::usage::block_uses(snapshot)
+        .iter()
+        .filter(|b| b.pool.is_none())
+    {
+        problems.push(Problem {
+            kind: ProblemKind::BlockWithoutPool,
+            address: None,
+            block: Some(block.name.to_owned()),
+            ordinal: None,
+            handle: None,
+            pod: None,
+            node: block.node.map(str::to_owned),
+            pool: None,
+            message: format!(
+                "block {} ({}) is in no pool; {} of {} addresses in use",
+                block.name, block.cidr, block.in_use, block.size
+            ),
+        });
+    }
+
+    CheckReport {
+        checked: Checked {
+            pools: snapshot.pools.len(),
+            enabled_pools: snapshot.pools.iter().filter(|p| p.is_enabled()).count(),
+            blocks: snapshot.blocks.len(),
+            allocations: allocations.iter().count(),
+            handles: snapshot.handles.len(),
+            pods_with_addresses: snapshot.pods.iter().filter(|p| p.holds_addresses()).count(),
+            nodes: snapshot.nodes.len(),
+        },
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::fixtures::*;
+
+    /// A consistent cluster: one pool, a pod and a node tunnel address, both allocated.
+    fn clean() -> Snapshot {
+        Snapshot {
+            pools: vec![pool("default", "10.0.0.0/24", Some(26), false)],
+            blocks: vec![block(
+                "10.0.0.0/26",
+                Some("sim-1"),
+                &[
+                    (
+                        0,
+                        "ipip-tunnel-addr-sim-1",
+                        &[("node", "sim-1"), ("type", "ipipTunnelAddress")],
+                    ),
+                    (2, "k8s-pod-network.c1", &workload("shop", "web-1", "sim-1")),
+                ],
+            )],
+            handles: vec![
+                handle("ipip-tunnel-addr-sim-1", &[("10.0.0.0/26", 1)]),
+                handle("k8s-pod-network.c1", &[("10.0.0.0/26", 1)]),
+            ],
+            pods: vec![pod("shop", "web-1", "sim-1", "10.0.0.2", "c1")],
+            nodes: vec![node("sim-1")],
+            ..Snapshot::default()
+        }
+    }
+
+    fn kinds(report: &CheckReport) -> Vec<ProblemKind> {
+        report.problems.iter().map(|p| p.kind).collect()
+    }
+
+    #[test]
+    fn a_consistent_cluster_has_no_problems() {
+        let report = check(&clean());
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert_eq!(report.checked.allocations, 2);
+        assert_eq!(report.checked.pods_with_addresses, 1);
+    }
+
+    #[test]
+    fn allocation_of_a_deleted_pod_is_leaked() {
+        let mut s = clean();
+        s.pods.clear();
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::LeakedAllocation]);
+        let p = &report.problems[0];
+        assert_eq!(p.address, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(p.pod.as_deref(), Some("shop/web-1"));
+        assert_eq!(p.block.as_deref(), Some("10-0-0-0-26"));
+        assert_eq!(p.ordinal, Some(2));
+        assert_eq!(leaked_allocations(&s)[0].pool.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn tunnel_address_of_a_deleted_node_is_leaked() {
+        let mut s = clean();
+        s.nodes.clear();
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::LeakedAllocation]);
+        assert_eq!(report.problems[0].node.as_deref(), Some("sim-1"));
+    }
+
+    #[test]
+    fn a_pod_being_set_up_keeps_its_allocation() {
+        let mut s = clean();
+        s.pods[0].addresses.clear();
+        s.pods[0].container_id = None;
+        assert!(check(&s).is_clean());
+        // Recreated under the same name with another address: the old allocation is leaked.
+        s.pods[0].addresses = vec!["10.0.0.3".parse().unwrap()];
+        let report = check(&s);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.kind == ProblemKind::LeakedAllocation
+                    && p.address == Some("10.0.0.2".parse().unwrap()))
+        );
+    }
+
+    #[test]
+    fn pod_address_without_allocation_in_an_enabled_pool() {
+        let mut s = clean();
+        s.pods.push(pod("shop", "ghost", "sim-1", "10.0.0.9", "c9"));
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::PodWithoutAllocation]);
+        assert_eq!(report.problems[0].pod.as_deref(), Some("shop/ghost"));
+    }
+
+    #[test]
+    fn pod_address_outside_every_enabled_pool() {
+        let mut s = clean();
+        s.pods
+            .push(pod("shop", "stray", "sim-1", "172.16.0.4", "c8"));
+        s.pools.push(pool("off", "10.5.0.0/24", Some(26), true));
+        s.pods
+            .push(pod("shop", "parked", "sim-1", "10.5.0.4", "c7"));
+        let report = check(&s);
+        assert_eq!(
+            kinds(&report),
+            [
+                ProblemKind::OutsideActivePools,
+                ProblemKind::OutsideActivePools
+            ]
+        );
+        assert!(report.problems[0].message.contains("disabled pool off"));
+    }
+
+    #[test]
+    fn handle_without_addresses() {
+        let mut s = clean();
+        s.handles
+            .push(handle("k8s-pod-network.gone", &[("10.0.0.0/26", 1)]));
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::HandleWithoutAddresses]);
+        assert_eq!(
+            report.problems[0].handle.as_deref(),
+            Some("k8s-pod-network.gone")
+        );
+    }
+
+    #[test]
+    fn block_without_pool() {
+        let mut s = clean();
+        s.blocks.push(block("10.7.0.0/26", None, &[]));
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::BlockWithoutPool]);
+        assert_eq!(report.count(ProblemKind::BlockWithoutPool), 1);
+        assert_eq!(report.problems[0].block.as_deref(), Some("10-7-0-0-26"));
+    }
+}

@@ -1,0 +1,23 @@
+//! Cluster access shared by the kubectl plugin, the admission webhook and calico-sim: Calico's
+//! resources over the Kubernetes API, Calico's datastore naming, pool selection and block
+//! allocation.
+
+pub mod allocation;
+pub mod api;
+pub mod check;
+pub mod discovery;
+pub mod gc;
+pub mod index;
+pub mod migration;
+pub mod names;
+pub mod plan;
+pub mod pool_delete;
+pub mod pool_write;
+pub mod release;
+pub mod request_error;
+pub mod resources;
+pub mod rest;
+pub mod selection;
+pub mod snapshot;
+pub mod usage;
+pub mod view;

@@ -1,0 +1,27 @@
+//! Fault injection for the kill tests: with `IPPOOL_FAULT_AT=<point>` in the environment the
+//! process exits at once with status 137 (what a shell reports for SIGKILL) when it reaches that
+//! point — no cleanup, no lock release, no record update — so that a test can stop a migration at
+//! an exact step boundary and check that running the command again finishes it.
+//!
+//! Points, in the order a migration reaches them:
+//! - `create-new`, `disable-old`, `move-workloads`, `verify`, `release-old`, `delete-old`: just
+//!   before that step starts (the previous one is recorded as done). `delete-old` is the moment
+//!   between the affinity release and the pool delete.
+//! - `mid-move`: while moving workloads, as soon as the first workload has moved and before the
+//!   others are recorded (with `--concurrency` > 1 others may be half-way).
+//! - `unlock`: every step done, the lock not yet released.
+//!
+//! A resize prefixes the points of its first migration (NAME → temporary pool) with `to-temp/`
+//! and of its second (temporary pool → NAME) with `back/`, and adds `clean-old-cidr` and
+//! `recreate` before those steps; `unlock` is the resize's own last point.
+
+/// The environment variable naming the point.
+pub const ENV: &str = "IPPOOL_FAULT_AT";
+
+/// Exits with status 137 if `IPPOOL_FAULT_AT` names `point`.
+pub fn at(point: &str) {
+    if std::env::var(ENV).is_ok_and(|wanted| wanted == point) {
+        eprintln!("{ENV}={point}: exiting with status 137 as if killed");
+        std::process::exit(137);
+    }
+}

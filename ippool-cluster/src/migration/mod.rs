@@ -1,0 +1,15 @@
+//! Carrying out a [`crate::plan::Plan`]: the ordered, resumable steps of a migration, the moves
+//! of workloads, the lock and record kept in the cluster, progress events, and the blockSize
+//! resize built on two migrations. This is the only code of the crate that changes pools and
+//! workloads.
+
+pub mod events;
+pub mod execute;
+pub mod fault;
+pub mod inventory;
+pub mod mirror;
+pub mod moves;
+pub mod record;
+pub mod requests;
+pub mod resize;
+pub mod step;

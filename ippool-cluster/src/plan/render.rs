@@ -1,0 +1,164 @@
+//! The plan as text, printed before anything is written.
+
+use std::fmt::Write as _;
+
+use super::{KeepReason, MoveMethod, Plan, PoolSide, TargetAction};
+
+fn pool(side: &PoolSide) -> String {
+    let block = side
+        .block_size
+        .map_or_else(String::new, |b| format!(", blockSize {b}"));
+    format!("{} ({}{block})", side.name, side.cidr)
+}
+
+pub(super) fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let target = match plan.target_action {
+        TargetAction::Create => "to be created with the old pool's other settings",
+        TargetAction::Enable => "exists, disabled: will be enabled",
+        TargetAction::Use => "exists",
+    };
+    let _ = writeln!(out, "Migration plan");
+    let _ = writeln!(out, "  from  {}", pool(&plan.from));
+    let _ = writeln!(out, "  to    {} — {target}", pool(&plan.to));
+
+    if !plan.findings.is_empty() {
+        let _ = writeln!(out, "\nPool checks");
+        for f in &plan.findings {
+            let code = f
+                .code
+                .as_deref()
+                .map_or_else(String::new, |c| format!("[{c}]"));
+            let _ = writeln!(out, "  {}{code} {}: {}", f.severity, f.pool, f.message);
+            if let Some(hint) = &f.hint {
+                let _ = writeln!(out, "      hint: {hint}");
+            }
+        }
+    }
+
+    let pods: usize = plan.moves.iter().map(|m| m.pods.len()).sum();
+    let _ = writeln!(
+        out,
+        "\nWorkloads with pods in {} ({} workload(s), {pods} pod(s))",
+        plan.from.name,
+        plan.moves.len()
+    );
+    if plan.moves.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    if !plan.moves.is_empty() {
+        let width = plan
+            .moves
+            .iter()
+            .map(|m| m.workload.to_string().len())
+            .max()
+            .unwrap_or(0)
+            .max("WORKLOAD".len());
+        let _ = writeln!(out, "  {:width$}  {:>9}  {:15}  BOUNDED BY", "WORKLOAD", "IN OLD", "MOVE");
+        for m in &plan.moves {
+            let pods = match m.desired {
+                Some(desired) => format!("{}/{desired}", m.pods.len()),
+                None => m.pods.len().to_string(),
+            };
+            let budgets: Vec<String> = m
+                .budgets
+                .iter()
+                .map(|b| format!("PDB {} ({}, allows {})", b.budget, b.spec, b.allows))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {:width$}  {pods:>9}  {:15}  {}",
+                m.workload.to_string(),
+                m.method.to_string(),
+                if budgets.is_empty() { "-".to_owned() } else { budgets.join(", ") },
+            );
+        }
+    }
+    if !plan.terminating_pods.is_empty() {
+        let _ = writeln!(
+            out,
+            "  (and {} pod(s) already terminating: {})",
+            plan.terminating_pods.len(),
+            plan.terminating_pods.join(", ")
+        );
+    }
+    if !plan.tunnel_nodes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  tunnel addresses of node(s) {} are in {}: calico-node moves them once it is disabled",
+            plan.tunnel_nodes.join(", "),
+            plan.from.name
+        );
+    }
+
+    if !plan.disruptions.is_empty() {
+        let _ = writeln!(out, "\nMoves that cannot be disruption-free");
+        for d in &plan.disruptions {
+            let _ = writeln!(out, "  {}: {}", d.workload, d.message);
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(out, "\nWarnings");
+        for w in &plan.warnings {
+            let _ = writeln!(out, "  {w}");
+        }
+    }
+
+    let _ = writeln!(out, "\nSteps");
+    let mut n = 0;
+    let mut step = |text: String| {
+        n += 1;
+        let _ = writeln!(out, "  {n}. {text}");
+    };
+    step(match plan.target_action {
+        TargetAction::Create => format!("create pool {} and wait until it is usable", plan.to.name),
+        TargetAction::Enable => format!("enable pool {} and wait until it is usable", plan.to.name),
+        TargetAction::Use => format!("check that pool {} is usable", plan.to.name),
+    });
+    step(format!(
+        "disable pool {} (existing pods keep their addresses)",
+        plan.from.name
+    ));
+    let moving = plan
+        .moves
+        .iter()
+        .filter(|m| m.method != MoveMethod::Skip)
+        .count();
+    step(format!(
+        "move {moving} workload(s), {} pod(s), each by its own strategy",
+        plan.pods_to_move()
+    ));
+    step(format!(
+        "verify: every replacement pod has an address in {}, none left in {}",
+        plan.to.name, plan.from.name
+    ));
+    match plan.keep_old_pool {
+        None => step(format!(
+            "release {}'s block affinities and empty blocks, then delete the pool",
+            plan.from.name
+        )),
+        Some(KeepReason::Asked) => step(format!(
+            "keep pool {} (disabled), as --keep-old-pool asks",
+            plan.from.name
+        )),
+        Some(KeepReason::PartialScope) => step(format!(
+            "keep pool {} (disabled): -n/--selector moves only part of its pods",
+            plan.from.name
+        )),
+    }
+
+    if plan.blockers.is_empty() {
+        let _ = writeln!(out, "\nNo blockers.");
+    } else {
+        let _ = writeln!(
+            out,
+            "\nBlocked: {} problem(s) must be fixed before the migration can start",
+            plan.blockers.len()
+        );
+        for b in &plan.blockers {
+            let _ = writeln!(out, "  {}: {}", b.subject, b.problem);
+            let _ = writeln!(out, "      fix: {}", b.fix);
+        }
+    }
+    out
+}

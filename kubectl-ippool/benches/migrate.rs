@@ -1,0 +1,444 @@
+//! Migration benchmark (not a test): 2,000 pods in 200 Deployments on 100 calico-sim nodes whose
+//! pods take 2 s to start, moved from 192.168.0.0/16 to 10.0.0.0/16 — by `kubectl ippool migrate`,
+//! and, on an identical fresh cluster in the same run, by Calico's documented procedure done
+//! with kubectl (create the new pool, disable the old one, `kubectl delete pod -A --all`, wait
+//! until every pod is Ready again, delete the old pool).
+//!
+//! Reported for both: wall time; unavailable pod-seconds (the integral over time of, per
+//! Deployment, how many of its replicas are not Ready, from a watch of every pod); API requests
+//! made by the procedure (ours from the plugin's `finished` event; kubectl's counted from its
+//! `-v=6` request log; the documented wait is a watch and is not counted); peak RSS of our
+//! process.
+//!
+//! The Deployments use `maxUnavailable: 0, maxSurge: 25%` — the setting an operator who wants no
+//! downtime during rollouts picks; `IPPOOL_BENCH_STRATEGY=default` uses Kubernetes' defaults
+//! (25%/25%) instead, which lets rollouts take pods down by design.
+//!
+//! Run: `cargo bench -p kubectl-ippool --bench migrate`. Knobs: IPPOOL_BENCH_SMOKE=1 (10
+//! Deployments × 10 pods on 10 nodes), IPPOOL_BENCH_DEPLOYMENTS (200), IPPOOL_BENCH_REPLICAS
+//! (10), IPPOOL_BENCH_NODES (100), IPPOOL_BENCH_START_DELAY_MS (2000), IPPOOL_BENCH_CONCURRENCY
+//! (workloads moved at once by ours; 50).
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use harness::{ControlPlane, Sim, SimOptions, wait_for_all};
+use ippool_cluster::resources::ip_pools;
+use ippool_rules::model::ApiGroup;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use serde_json::{Value, json};
+
+const OLD: &str = "default-ipv4-ippool";
+const NEW: &str = "new-pool";
+const NEW_CIDR: &str = "10.0.0.0/16";
+
+struct Sizes {
+    deployments: usize,
+    replicas: usize,
+    nodes: usize,
+    start_delay_ms: u64,
+    concurrency: usize,
+    surge_only: bool,
+}
+
+fn sizes() -> Sizes {
+    let read = |key: &str, default: usize| {
+        std::env::var(key)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let smoke = std::env::var_os("IPPOOL_BENCH_SMOKE").is_some();
+    Sizes {
+        deployments: read("IPPOOL_BENCH_DEPLOYMENTS", if smoke { 10 } else { 200 }),
+        replicas: read("IPPOOL_BENCH_REPLICAS", 10),
+        nodes: read("IPPOOL_BENCH_NODES", if smoke { 10 } else { 100 }),
+        start_delay_ms: read("IPPOOL_BENCH_START_DELAY_MS", 2000) as u64,
+        concurrency: read("IPPOOL_BENCH_CONCURRENCY", 50),
+        surge_only: std::env::var("IPPOOL_BENCH_STRATEGY").as_deref() != Ok("default"),
+    }
+}
+
+#[derive(Debug)]
+struct Figures {
+    wall: Duration,
+    unavailable_pod_seconds: f64,
+    api_requests: u64,
+    peak_rss_kib: Option<i64>,
+}
+
+/// Integrates, from a watch of every pod, the replicas each Deployment is missing over time.
+struct Unavailability {
+    unavailable: Arc<Mutex<f64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Unavailability {
+    async fn start(client: &Client, apps: usize, replicas: usize) -> Unavailability {
+        let unavailable = Arc::new(Mutex::new(0.0_f64));
+        let shared = unavailable.clone();
+        let (synced_tx, mut synced_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let api: Api<Pod> = Api::all(client.clone());
+        let task = tokio::spawn(async move {
+            let stream =
+                watcher::watcher(api, watcher::Config::default().page_size(500)).default_backoff();
+            futures::pin_mut!(stream);
+            let mut ready: HashMap<String, (String, bool)> = HashMap::new();
+            let mut synced = false;
+            let mut last = Instant::now();
+            let mut missing = 0usize;
+            while let Some(event) = stream.next().await {
+                let now = Instant::now();
+                if synced {
+                    *shared.lock().unwrap() += missing as f64 * (now - last).as_secs_f64();
+                }
+                last = now;
+                match event {
+                    Ok(Event::Apply(p) | Event::InitApply(p)) => {
+                        let app = p
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("app"))
+                            .cloned()
+                            .unwrap_or_default();
+                        ready.insert(
+                            p.metadata.uid.clone().unwrap_or_default(),
+                            (app, is_ready(&p)),
+                        );
+                    }
+                    Ok(Event::Delete(p)) => {
+                        ready.remove(&p.metadata.uid.clone().unwrap_or_default());
+                    }
+                    Ok(Event::InitDone) if !synced => {
+                        synced = true;
+                        let _ = synced_tx.send(()).await;
+                    }
+                    _ => {}
+                }
+                let mut per_app: HashMap<&str, usize> = HashMap::new();
+                for (app, is_ready) in ready.values() {
+                    if *is_ready {
+                        *per_app.entry(app.as_str()).or_default() += 1;
+                    }
+                }
+                missing = (0..apps)
+                    .map(|i| {
+                        replicas.saturating_sub(*per_app.get(app_name(i).as_str()).unwrap_or(&0))
+                    })
+                    .sum();
+            }
+        });
+        synced_rx.recv().await;
+        Unavailability { unavailable, task }
+    }
+
+    fn stop(self) -> f64 {
+        self.task.abort();
+        *self.unavailable.lock().unwrap()
+    }
+}
+
+fn app_name(i: usize) -> String {
+    format!("d{i:03}")
+}
+
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn in_new(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .is_some_and(|ip| ip.starts_with("10.0."))
+}
+
+async fn setup(sizes: &Sizes) -> anyhow::Result<Option<(ControlPlane, Sim, Client)>> {
+    let Some(cp) = ControlPlane::start()? else {
+        return Ok(None);
+    };
+    let sim = Sim::start(
+        &cp,
+        SimOptions {
+            nodes: sizes.nodes,
+            start_delay_ms: sizes.start_delay_ms,
+            ..SimOptions::default()
+        },
+    )?;
+    let client = cp.client().await;
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &ip_pools(ApiGroup::CrdV1));
+    pools
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+                "metadata": {"name": OLD},
+                "spec": {"cidr": "192.168.0.0/16", "blockSize": 26, "ipipMode": "Always",
+                         "natOutgoing": true, "nodeSelector": "all()"}
+            }))?,
+        )
+        .await?;
+    let strategy = if sizes.surge_only {
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}})
+    } else {
+        json!({"type": "RollingUpdate"})
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    stream::iter(0..sizes.deployments)
+        .map(|i| {
+            let api = deployments.clone();
+            let strategy = strategy.clone();
+            let replicas = sizes.replicas;
+            async move {
+                let name = app_name(i);
+                let d: Deployment = serde_json::from_value(json!({
+                    "metadata": {"name": name, "namespace": "default"},
+                    "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                             "strategy": strategy,
+                             "template": {"metadata": {"labels": {"app": name}},
+                                          "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}],
+                                                   "terminationGracePeriodSeconds": 0}}}
+                }))?;
+                api.create(&PostParams::default(), &d).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    all_ready(&client, sizes, |_| true).await?;
+    Ok(Some((cp, sim, client)))
+}
+
+/// Waits until every expected pod is Ready and passes `placed`, and no other pod exists.
+async fn all_ready(client: &Client, sizes: &Sizes, placed: fn(&Pod) -> bool) -> anyhow::Result<()> {
+    let total = sizes.deployments * sizes.replicas;
+    wait_for_all(
+        &Api::<Pod>::all(client.clone()),
+        watcher::Config::default().page_size(500),
+        "every pod Ready",
+        |pods: &[Pod]| pods.len() == total && pods.iter().all(|p| is_ready(p) && placed(p)),
+        Duration::from_secs(1800),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs a command to completion; returns its stdout, stderr and peak RSS (from wait4).
+fn run(program: &str, args: &[&str]) -> anyhow::Result<(String, String, i64)> {
+    let dir = tempfile::tempdir()?;
+    let out_path = dir.path().join("out");
+    let err_path = dir.path().join("err");
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(&err_path)?)
+        .spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    anyhow::ensure!(reaped == pid, "wait4 failed for {program}");
+    drop(child);
+    let stdout = std::fs::read_to_string(&out_path)?;
+    let stderr = std::fs::read_to_string(&err_path)?;
+    anyhow::ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{program} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    Ok((stdout, stderr, usage.ru_maxrss))
+}
+
+async fn run_blocking(
+    program: &'static str,
+    args: Vec<String>,
+) -> anyhow::Result<(String, String, i64)> {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(program, &args)
+    })
+    .await?
+}
+
+async fn ours(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
+    let Some((cp, _sim, client)) = setup(sizes).await? else {
+        return Ok(None);
+    };
+    let unavailable = Unavailability::start(&client, sizes.deployments, sizes.replicas).await;
+    let started = Instant::now();
+    let args: Vec<String> = [
+        "--kubeconfig",
+        &cp.kubeconfig().display().to_string(),
+        "migrate",
+        "--from",
+        OLD,
+        "--to",
+        NEW,
+        "--cidr",
+        NEW_CIDR,
+        "--yes",
+        "-o",
+        "json",
+        "--concurrency",
+        &sizes.concurrency.to_string(),
+        "--timeout",
+        "10m",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let (stdout, _, rss) = run_blocking(env!("CARGO_BIN_EXE_kubectl-ippool"), args).await?;
+    let wall = started.elapsed();
+    let finished: Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|e| e["event"] == "finished")
+        .ok_or_else(|| anyhow::anyhow!("no finished event in:\n{stdout}"))?;
+    all_ready(&client, sizes, in_new).await?;
+    Ok(Some(Figures {
+        wall,
+        unavailable_pod_seconds: unavailable.stop(),
+        api_requests: finished["stats"]["apiRequests"].as_u64().unwrap_or(0),
+        peak_rss_kib: Some(rss),
+    }))
+}
+
+/// `kubectl -v=6` logs one line per request: `GET https://… 200 OK in 3 milliseconds`.
+fn requests_logged(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| {
+            ["GET ", "POST ", "PUT ", "PATCH ", "DELETE "]
+                .iter()
+                .any(|verb| l.contains(&format!("] {verb}https://")))
+        })
+        .count() as u64
+}
+
+async fn documented(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
+    let Some((cp, _sim, client)) = setup(sizes).await? else {
+        return Ok(None);
+    };
+    let dir = tempfile::tempdir()?;
+    let manifest = dir.path().join("new-pool.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata:\n  name: {NEW}\nspec:\n  \
+             cidr: {NEW_CIDR}\n  blockSize: 26\n  ipipMode: Always\n  natOutgoing: true\n  \
+             nodeSelector: all()\n"
+        ),
+    )?;
+    let kubeconfig = cp.kubeconfig().display().to_string();
+    let kubectl = |args: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            "--kubeconfig".to_owned(),
+            kubeconfig.clone(),
+            "-v=6".to_owned(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        all
+    };
+    let unavailable = Unavailability::start(&client, sizes.deployments, sizes.replicas).await;
+    let started = Instant::now();
+    let mut requests = 0;
+    for args in [
+        kubectl(&["apply", "-f", &manifest.display().to_string()]),
+        kubectl(&[
+            "patch",
+            "ippools.crd.projectcalico.org",
+            OLD,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"disabled":true}}"#,
+        ]),
+        kubectl(&["delete", "pod", "-A", "--all"]),
+    ] {
+        let (_, stderr, _) = run_blocking("kubectl", args).await?;
+        requests += requests_logged(&stderr);
+    }
+    all_ready(&client, sizes, in_new).await?;
+    let (_, stderr, _) = run_blocking(
+        "kubectl",
+        kubectl(&["delete", "ippools.crd.projectcalico.org", OLD]),
+    )
+    .await?;
+    requests += requests_logged(&stderr);
+    let wall = started.elapsed();
+    Ok(Some(Figures {
+        wall,
+        unavailable_pod_seconds: unavailable.stop(),
+        api_requests: requests,
+        peak_rss_kib: None,
+    }))
+}
+
+fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: only bench when asked.
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    let sizes = sizes();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (ours, documented) = runtime.block_on(async {
+        let ours = ours(&sizes).await?;
+        let documented = documented(&sizes).await?;
+        anyhow::Ok((ours, documented))
+    })?;
+    let (Some(ours), Some(documented)) = (ours, documented) else {
+        return Ok(());
+    };
+    println!(
+        "{} pods in {} Deployments (strategy: {}) on {} nodes, pods start in {} ms; ours with \
+         --concurrency {}.\n",
+        sizes.deployments * sizes.replicas,
+        sizes.deployments,
+        if sizes.surge_only {
+            "maxUnavailable 0, maxSurge 25%"
+        } else {
+            "Kubernetes defaults, 25%/25%"
+        },
+        sizes.nodes,
+        sizes.start_delay_ms,
+        sizes.concurrency
+    );
+    println!("| procedure | wall time | unavailable pod-seconds | API requests | peak RSS |");
+    println!("|---|---|---|---|---|");
+    for (name, f) in [
+        ("kubectl ippool migrate", &ours),
+        ("documented (kubectl)", &documented),
+    ] {
+        println!(
+            "| {name} | {:.1} s | {:.1} | {} | {} |",
+            f.wall.as_secs_f64(),
+            f.unavailable_pod_seconds,
+            f.api_requests,
+            f.peak_rss_kib.map_or_else(
+                || "–".to_owned(),
+                |k| format!("{:.1} MiB", k as f64 / 1024.0)
+            ),
+        );
+    }
+    println!(
+        "\nwall time ratio ours/documented: {:.2}",
+        ours.wall.as_secs_f64() / documented.wall.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! `kubectl ippool migrate --from OLD --to NEW [--cidr CIDR]`: Calico's pool migration as one
+//! command — plan (printed before anything is written), then create/verify NEW → disable OLD →
+//! move workloads → verify → release and delete OLD, resumable and exclusive. `--abort` stops a
+//! migration in progress. The work is done by `ippool_cluster::migration`; this file parses
+//! flags, connects, prints and asks.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use ipnet::IpNet;
+use ippool_cluster::api::ServedApis;
+use ippool_cluster::migration::events::{
+    Bars, Event, JsonLines, Outcome as RunOutcome, Progress, RunStats, TextLines,
+};
+use ippool_cluster::migration::execute::{self, Executor, Options};
+use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
+use ippool_cluster::migration::requests::RequestCounter;
+use ippool_cluster::plan::{Intent, Scope};
+use ippool_cluster::rest::CalicoClient;
+use kube::Client;
+use kube::client::ClientBuilder;
+use tokio::time::Instant;
+
+use super::Outcome;
+use crate::kube_opts::{KubeOpts, block_on, parse_timeout};
+use crate::live::{CidrArgs, Live, parse_cidr};
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// The plan, then progress: live bars on a terminal, plain lines otherwise.
+    #[default]
+    Text,
+    /// One JSON event per line (schema: `ippool_cluster::migration::events`).
+    Json,
+}
+
+/// The flags migrate and resize share.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Workloads moved at the same time (workloads sharing a PodDisruptionBudget always move one
+    /// after the other).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+
+    /// Longest wait for any one thing: a rollout, a refused eviction, tunnel addresses (e.g. 90s, 10m).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Duration,
+
+    /// Print the plan and stop.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// Do not ask before starting.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Leave the old pool (disabled) in place at the end.
+    #[arg(long = "keep-old-pool")]
+    pub keep_old_pool: bool,
+
+    /// Delete pods no controller owns (they are not recreated); without it they block the run.
+    #[arg(long = "delete-bare-pods")]
+    pub delete_bare_pods: bool,
+
+    /// Evict Jobs' running pods (each eviction counts against the Job's backoffLimit); without
+    /// it they block the run.
+    #[arg(long = "evict-jobs")]
+    pub evict_jobs: bool,
+
+    /// Stop the migration in progress: re-enable the old pool and release the lock; pods
+    /// already moved stay where they are.
+    #[arg(long)]
+    pub abort: bool,
+
+    /// Output: `text` or `json` (one event per line).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+
+    /// Only this namespace's pods (keeps the old pool).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Only pods matching this label selector, as kubectl's -l (keeps the old pool).
+    #[arg(short = 'l', long = "selector", value_name = "SELECTOR")]
+    pub selector: Option<String>,
+
+    /// Namespace of the migration's Lease (lock and record).
+    #[arg(long = "state-namespace", default_value = DEFAULT_STATE_NAMESPACE, value_name = "NS")]
+    pub state_namespace: String,
+
+    #[command(flatten)]
+    pub cidrs: CidrArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The pool to move pods out of.
+    #[arg(long, value_name = "OLD", required_unless_present = "abort")]
+    pub from: Option<String>,
+
+    /// The pool to move pods into.
+    #[arg(long, value_name = "NEW", required_unless_present = "abort")]
+    pub to: Option<String>,
+
+    /// Create NEW with this CIDR and the old pool's other settings.
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
+    pub cidr: Option<IpNet>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The progress sink for the chosen output.
+pub fn progress(format: Format) -> Arc<dyn Progress> {
+    match format {
+        Format::Json => Arc::new(JsonLines::new(std::io::stdout())),
+        Format::Text if std::io::stderr().is_terminal() => Arc::new(Bars::new()),
+        Format::Text => Arc::new(TextLines::new(std::io::stdout())),
+    }
+}
+
+/// A connected run: the executor (a normal client, and one that does not retry for evictions,
+/// both counting their requests), and how to report.
+pub struct Run {
+    pub live: Live,
+    pub exec: Executor,
+    pub format: Format,
+    counter: RequestCounter,
+    started: Instant,
+}
+
+impl Run {
+    pub async fn connect(kube: &KubeOpts, args: &RunArgs) -> anyhow::Result<Run> {
+        kube.init_logging();
+        let started = Instant::now();
+        let counter = RequestCounter::default();
+        let config = kube.config().await?;
+        let server = config.cluster_url.to_string();
+        let build = |config: kube::Config| -> anyhow::Result<Client> {
+            Ok(ClientBuilder::try_from(config)
+                .with_context(|| {
+                    format!("cannot build a client for {server}; check the kubeconfig's certificates")
+                })?
+                .with_layer(&counter)
+                .build())
+        };
+        let mut no_retry = config.clone();
+        no_retry.default_retry = false;
+        let client = build(config)?;
+        let eviction_client = build(no_retry)?;
+        let apis = ServedApis::discover(&client).await?;
+        tracing::info!("{apis}");
+        let live = Live {
+            calico: CalicoClient::new(client.clone(), apis),
+            client: client.clone(),
+            apis,
+        };
+        let exec = Executor {
+            client,
+            eviction_client,
+            apis,
+            progress: progress(args.output),
+            options: Options {
+                concurrency: args.concurrency.max(1),
+                timeout: args.timeout,
+                state_namespace: args.state_namespace.clone(),
+            },
+        };
+        Ok(Run {
+            live,
+            exec,
+            format: args.output,
+            counter,
+            started,
+        })
+    }
+
+    /// The closing event, with what the run cost.
+    pub fn finish(&self, outcome: RunOutcome) {
+        self.exec.progress.emit(Event::Finished {
+            outcome,
+            stats: Some(RunStats {
+                api_requests: self.counter.count(),
+                seconds: self.started.elapsed().as_secs_f64(),
+            }),
+        });
+    }
+
+    /// Reports a failure as an event in JSON mode (in text mode the error is printed once, on
+    /// stderr).
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
+        if self.format == Format::Json {
+            self.exec.progress.emit(Event::Failed {
+                error: error.to_string(),
+            });
+        }
+    }
+
+    /// Prints text meant for people (not in JSON mode).
+    pub fn say(&self, text: &str) {
+        if self.format == Format::Text {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+    }
+
+    /// Runs `--abort`.
+    pub async fn abort(&self) -> anyhow::Result<Outcome> {
+        match execute::abort(&self.exec).await {
+            Ok(done) => {
+                self.say(&done.iter().map(|d| format!("{d}\n")).collect::<String>());
+                self.finish(RunOutcome::Aborted);
+                Ok(Outcome::Clean)
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Asks on the terminal; refuses without one (use --yes).
+pub fn confirm(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "not starting without confirmation: stdin is not a terminal; pass --yes to run \
+             without the question"
+        );
+    }
+    let mut stderr = std::io::stderr().lock();
+    write!(stderr, "{question} [y/N] ")?;
+    stderr.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
+    block_on(async {
+        let run = Run::connect(kube, &args.run).await?;
+        let exec = &run.exec;
+        if args.run.abort {
+            return run.abort().await;
+        }
+        let (Some(from), Some(to)) = (&args.from, &args.to) else {
+            anyhow::bail!("--from and --to are required (or --abort)");
+        };
+        let cidrs = run.live.discover_cidrs(&args.run.cidrs).await.cluster_cidrs();
+        let intent = Intent {
+            from: from.clone(),
+            to: to.clone(),
+            new_cidr: args.cidr,
+            scope: Scope {
+                namespace: args.run.namespace.clone(),
+                selector: args.run.selector.clone(),
+                selected: None,
+            },
+            evict_jobs: args.run.evict_jobs,
+            delete_bare_pods: args.run.delete_bare_pods,
+            keep_old_pool: args.run.keep_old_pool,
+        };
+        let prepared = match execute::prepare(exec, &intent, cidrs, args.run.dry_run).await {
+            Ok(p) => p,
+            Err(e) => {
+                run.failed(&e);
+                return Err(e.into());
+            }
+        };
+        match &prepared.plan {
+            Some(plan) => run.say(&plan.render_text()),
+            None => run.say(&format!(
+                    "Migration {} was interrupted after moving workloads; continuing with: {}\n",
+                    prepared.id,
+                    ["verify", "release-old", "delete-old"]
+                        .iter()
+                        .filter(|s| !prepared.record.done.iter().any(|d| d.name() == **s))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+            )),
+        }
+        if prepared.plan.as_ref().is_some_and(|p| p.is_blocked()) {
+            run.finish(RunOutcome::Blocked);
+            return Ok(Outcome::Findings);
+        }
+        if args.run.dry_run {
+            run.finish(RunOutcome::DryRun);
+            return Ok(Outcome::Clean);
+        }
+        if !args.run.yes {
+            let question = match &prepared.plan {
+                Some(plan) => format!(
+                    "\nMigrate {} pod(s) from {} to {}{}?",
+                    plan.pods_to_move(),
+                    from,
+                    to,
+                    if prepared.resumed {
+                        " (continuing the interrupted run)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => format!("\nContinue migration {}?", prepared.id),
+            };
+            if !confirm(&question)? {
+                run.finish(RunOutcome::Declined);
+                return Ok(Outcome::Findings);
+            }
+        }
+        match execute::execute(exec, prepared).await {
+            Ok(()) => {
+                run.finish(RunOutcome::Completed);
+                Ok(Outcome::Clean)
+            }
+            Err(e) => {
+                run.failed(&e);
+                Err(e.into())
+            }
+        }
+    })
+}

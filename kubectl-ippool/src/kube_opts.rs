@@ -1,0 +1,189 @@
+//! kubectl's connection flags, parsed by the plugin itself (kubectl passes everything after the
+//! plugin name through): `--kubeconfig`, `--context`, `--cluster`, `--user`, `--request-timeout`,
+//! and `-v` for verbosity. The client is built from the kubeconfig through kube's own loader, so
+//! tokens, client certificates and exec credential plugins work as they do for kubectl.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct KubeOpts {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config, else in-cluster).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+
+    /// The kubeconfig cluster to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub cluster: Option<String>,
+
+    /// The kubeconfig user to use.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// How long to wait for one API request (e.g. 30s, 2m; 0 = kube's defaults).
+    #[arg(long = "request-timeout", global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub request_timeout: Option<Duration>,
+
+    /// More output on stderr: -v says which APIs are used and where CIDRs came from; -vv adds
+    /// each list request; -vvv the HTTP traffic.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Parses kubectl's timeout syntax: a bare number of seconds, or a number with `ms`, `s`, `m`, `h`.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!(
+            "'{text}' is not a duration; write it like 30s, 2m or 1h (a bare number is seconds)"
+        )
+    })?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl KubeOpts {
+    /// Installs a stderr logger at the level `-v` asks for.
+    pub fn init_logging(&self) {
+        let filter = match self.verbose {
+            // kube's own error logs repeat what the command reports, less helpfully.
+            0 => "off,kubectl_ippool=warn,ippool_cluster=warn",
+            1 => "off,kubectl_ippool=info,ippool_cluster=info",
+            2 => "info,kubectl_ippool=debug,ippool_cluster=debug",
+            _ => "debug,kube=trace,kube_client=trace",
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .without_time()
+            .try_init();
+    }
+
+    fn explicit(&self) -> bool {
+        self.kubeconfig.is_some()
+            || self.context.is_some()
+            || self.cluster.is_some()
+            || self.user.is_some()
+    }
+
+    /// The client configuration: the kubeconfig (with the chosen context, cluster and user), or
+    /// the in-cluster service account when no kubeconfig exists and none was asked for.
+    pub async fn config(&self) -> anyhow::Result<Config> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            cluster: self.cluster.clone(),
+            user: self.user.clone(),
+        };
+        let mut config = match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path).with_context(|| {
+                    format!(
+                        "cannot read kubeconfig {}; check the path given to --kubeconfig",
+                        path.display()
+                    )
+                })?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot use kubeconfig {}{}",
+                            path.display(),
+                            self.context
+                                .as_ref()
+                                .map(|c| format!(" with context {c:?} (see `kubectl config get-contexts`)"))
+                                .unwrap_or_default()
+                        )
+                    })?
+            }
+            None if self.explicit() => Config::from_kubeconfig(&options).await.with_context(|| {
+                "cannot use the kubeconfig ($KUBECONFIG or ~/.kube/config) with the given \
+                 --context/--cluster/--user; see `kubectl config get-contexts`"
+            })?,
+            None => Config::infer().await.context(
+                "no cluster to talk to: no kubeconfig ($KUBECONFIG, ~/.kube/config) and not running \
+                 in a pod; pass --kubeconfig",
+            )?,
+        };
+        if let Some(timeout) = self.request_timeout.filter(|t| !t.is_zero()) {
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+        }
+        Ok(config)
+    }
+
+    /// The client and the API server's URL (for messages).
+    pub async fn client(&self) -> anyhow::Result<(Client, String)> {
+        let config = self.config().await?;
+        let server = config.cluster_url.to_string();
+        tracing::info!("API server {server}");
+        let client = Client::try_from(config).with_context(|| {
+            format!("cannot build a client for {server}; check the kubeconfig's certificates")
+        })?;
+        Ok((client, server))
+    }
+
+    /// The namespace of the kubeconfig context (kubectl's default for namespaced commands).
+    pub async fn default_namespace(&self) -> String {
+        self.config()
+            .await
+            .map(|c| c.default_namespace)
+            .unwrap_or_else(|_| "default".to_owned())
+    }
+}
+
+/// Runs a command's async body on a runtime of its own (one per process).
+pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_read_like_kubectl() {
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
+        assert!(parse_timeout("soon").unwrap_err().contains("30s"));
+        assert!(
+            parse_timeout("3d")
+                .unwrap_err()
+                .contains("unknown unit 'd'")
+        );
+    }
+}

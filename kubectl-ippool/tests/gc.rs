@@ -1,0 +1,259 @@
+//! `gc` on seeded leftovers: the dry run lists exactly the safe removals and touches nothing;
+//! `--yes` removes only those; a block that gains an allocation mid-release is kept (the concurrent
+//! allocation wins) and its affinity restored.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use ippool_cluster::allocation::{self, AffinityState};
+use ippool_cluster::api::ServedApis;
+use ippool_cluster::gc::{GcCandidate, gc_plan};
+use ippool_cluster::release::{ReleaseStep, Released, release_block};
+use ippool_cluster::resources::CalicoApi;
+use ippool_cluster::rest::CalicoClient;
+use ippool_cluster::snapshot::{Parts, Snapshot};
+use ippool_rules::model::{BlockAffinity, IpamBlock};
+use std::collections::BTreeMap;
+use support::{
+    Holder, control_plane, create_affinity, create_namespace, create_node, create_pod, create_pool,
+    ippool, names_of, pool, seed_block,
+};
+
+async fn seed_leftovers(client: &kube::Client) {
+    create_pool(client, &pool("default", "10.10.0.0/16", 26, false)).await;
+    create_node(client, "node-a").await;
+    create_node(client, "node-b").await;
+    create_namespace(client, "shop").await;
+    // In use, right size: stays.
+    let used = seed_block(
+        client,
+        "10.10.0.0/26",
+        Some("node-a"),
+        Some(AffinityState::Confirmed),
+        &[Holder::Pod {
+            namespace: "shop",
+            pod: "web-1",
+            node: "node-a",
+            container: "c1",
+        }],
+    )
+    .await;
+    create_pod(client, "shop", "web-1", "node-a", Some(used[0]), "c1", None).await;
+    // Left by an old /25 blockSize, empty (#3589).
+    seed_block(
+        client,
+        "10.10.1.0/25",
+        Some("node-a"),
+        Some(AffinityState::Confirmed),
+        &[],
+    )
+    .await;
+    // Left by a deleted pool, empty (#11175).
+    seed_block(
+        client,
+        "10.99.0.0/26",
+        Some("node-b"),
+        Some(AffinityState::Confirmed),
+        &[],
+    )
+    .await;
+    // Left by a deleted pool, still holding a (leaked) address: kept.
+    seed_block(
+        client,
+        "10.99.0.64/26",
+        None,
+        None,
+        &[Holder::Pod {
+            namespace: "shop",
+            pod: "old-0",
+            node: "node-b",
+            container: "old",
+        }],
+    )
+    .await;
+    // Affinity whose block is gone (#10778, #4471).
+    create_affinity(
+        client,
+        "node-a",
+        "10.10.2.0/26",
+        AffinityState::PendingDeletion,
+    )
+    .await;
+    // A release stuck half-way: affinity pendingDeletion, block empty.
+    seed_block(
+        client,
+        "10.10.3.0/26",
+        Some("node-b"),
+        Some(AffinityState::PendingDeletion),
+        &[],
+    )
+    .await;
+    // Affinity of a node that no longer exists, block empty.
+    seed_block(
+        client,
+        "10.10.4.0/26",
+        Some("gone"),
+        Some(AffinityState::Confirmed),
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_lists_then_removes_only_safe_leftovers() {
+    let Some(cp) = control_plane() else { return };
+    let client = cp.client().await;
+    seed_leftovers(&client).await;
+    let blocks_before = names_of::<IpamBlock>(&client).await;
+    let affinities_before = names_of::<BlockAffinity>(&client).await;
+
+    let orphaned = ippool(&cp, &["blocks", "--orphaned"]).expect(0);
+    for needle in [
+        "10.99.0.0/26",
+        "no pool covers it",
+        "/25 block in pool default whose blockSize is 26",
+        "affinity of a block that does not exist (state pendingDeletion)",
+        "affinity stuck in pendingDeletion",
+        "affinity of a node that no longer exists",
+    ] {
+        assert!(
+            orphaned.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            orphaned.stdout
+        );
+    }
+    assert!(
+        !orphaned.stdout.contains("10.10.0.0/26 "),
+        "{}",
+        orphaned.stdout
+    );
+
+    let dry = ippool(&cp, &["gc"]).expect(0);
+    assert!(
+        dry.stdout.contains("Dry run: 5 object(s) would be removed"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout
+            .contains("kept block 10-99-0-64-26 (10.99.0.64/26)"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(names_of::<IpamBlock>(&client).await, blocks_before);
+    assert_eq!(names_of::<BlockAffinity>(&client).await, affinities_before);
+
+    let narrowed = ippool(&cp, &["gc", "--cidr", "10.99.0.0/16", "-o", "json"]).expect(0);
+    let plan: serde_json::Value = serde_json::from_str(&narrowed.stdout).unwrap();
+    assert_eq!(plan["candidates"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["candidates"][0]["reason"], "blockOutsidePools");
+
+    let done = ippool(&cp, &["gc", "--yes"]).expect(0);
+    assert!(
+        done.stdout.contains("Removed 5 of 5 leftover(s); 1 kept."),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("marked pendingDeletion"),
+        "{}",
+        done.stdout
+    );
+    assert_eq!(
+        names_of::<IpamBlock>(&client).await,
+        ["10-10-0-0-26", "10-99-0-64-26"]
+    );
+    assert_eq!(
+        names_of::<BlockAffinity>(&client).await,
+        ["node-a-10-10-0-0-26"]
+    );
+
+    let again = ippool(&cp, &["gc"]).expect(0);
+    assert!(
+        again.stdout.starts_with("Nothing to remove.\n"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_concurrent_allocation_wins_the_block() {
+    let Some(cp) = control_plane() else { return };
+    let client = cp.client().await;
+    create_pool(&client, &pool("default", "10.10.0.0/16", 26, false)).await;
+    create_node(&client, "node-a").await;
+    seed_block(
+        &client,
+        "10.99.0.0/26",
+        Some("node-a"),
+        Some(AffinityState::Confirmed),
+        &[],
+    )
+    .await;
+
+    let apis = ServedApis::discover(&client).await.unwrap();
+    let snapshot = Snapshot::load(&client, &apis, Parts::ALL).await.unwrap();
+    let plan = gc_plan(&snapshot, None);
+    let [
+        GcCandidate::Block {
+            block, affinities, ..
+        },
+    ] = plan.candidates.as_slice()
+    else {
+        panic!("expected one block candidate, got {:?}", plan.candidates);
+    };
+
+    // The moment gc has marked the affinity, an allocation lands in the block (as a CNI ADD
+    // on node-a would), changing its resourceVersion.
+    let steps = Arc::new(Mutex::new(Vec::new()));
+    let blocks = CalicoApi::<IpamBlock>::new(client.clone());
+    let mut observer = async |step: ReleaseStep| {
+        if matches!(step, ReleaseStep::AffinityMarked { .. }) {
+            let mut current = blocks.get("10-99-0-0-26").await.unwrap().unwrap();
+            let owner = BTreeMap::from([
+                ("namespace".to_owned(), "shop".to_owned()),
+                ("pod".to_owned(), "late".to_owned()),
+                ("node".to_owned(), "node-a".to_owned()),
+            ]);
+            allocation::assign(&mut current, 1, "k8s-pod-network.late", &owner).unwrap();
+            blocks.replace(&current).await.unwrap();
+        }
+        steps.lock().unwrap().push(step);
+    };
+    let calico = CalicoClient::new(client.clone(), apis);
+    let outcome = release_block(&calico, block, affinities, true, &mut observer)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Released::LostRace { allocations: 1 });
+    let steps = steps.lock().unwrap().clone();
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    assert!(matches!(steps[0], ReleaseStep::AffinityMarked { .. }));
+    assert!(matches!(steps[1], ReleaseStep::AffinityRestored { .. }));
+
+    let kept = blocks
+        .get("10-99-0-0-26")
+        .await
+        .unwrap()
+        .expect("block kept");
+    assert_eq!(kept.allocated_count(), 1);
+    let affinity = CalicoApi::<BlockAffinity>::new(client.clone())
+        .get("node-a-10-99-0-0-26")
+        .await
+        .unwrap()
+        .expect("affinity kept");
+    assert_eq!(affinity.spec.state, "confirmed");
+
+    // The next gc sees a block in use and keeps it.
+    let next = ippool(&cp, &["gc"]).expect(0);
+    assert!(
+        next.stdout.contains("kept block 10-99-0-0-26"),
+        "{}",
+        next.stdout
+    );
+    assert!(
+        next.stdout.contains("1 address(es) are still allocated"),
+        "{}",
+        next.stdout
+    );
+}

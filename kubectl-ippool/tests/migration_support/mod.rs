@@ -1,0 +1,490 @@
+//! What the migrate and resize tests share: a control plane with calico-sim, builders for pools
+//! and workloads, running the plugin, and watchers that record what happened while it ran.
+
+#![allow(dead_code)] // each test file uses its own part of this module
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use harness::{ControlPlane, Sim, SimOptions, wait_for_all};
+use ipnet::IpNet;
+use ippool_cluster::resources::{block_affinities, ip_pools, ipam_blocks};
+use ippool_rules::model::ApiGroup;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(120);
+
+pub struct TestCluster {
+    pub sim: Sim,
+    pub client: Client,
+    pub cp: ControlPlane,
+}
+
+/// A fresh control plane with `nodes` calico-sim nodes; `None` when the control plane binaries
+/// are not available here (the harness printed why).
+pub async fn start(nodes: usize, start_delay_ms: u64) -> Option<TestCluster> {
+    let cp = ControlPlane::start().expect("control plane")?;
+    let sim = Sim::start(
+        &cp,
+        SimOptions {
+            nodes,
+            start_delay_ms,
+            ..SimOptions::default()
+        },
+    )
+    .expect("calico-sim");
+    let client = cp.client().await;
+    Some(TestCluster { sim, client, cp })
+}
+
+impl TestCluster {
+    /// Runs `kubectl-ippool ARGS` against this cluster with `env`.
+    pub async fn ippool(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-ippool"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(self.cp.kubeconfig())
+            .env_remove("IPPOOL_FAULT_AT")
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("run kubectl-ippool")
+    }
+
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        self.cp.kubeconfig()
+    }
+}
+
+pub fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub async fn create_pool(client: &Client, name: &str, cidr: &str, block_size: i64, ipip: &str) {
+    let resource = ip_pools(ApiGroup::CrdV1);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let pool: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": name},
+        "spec": {"cidr": cidr, "blockSize": block_size, "ipipMode": ipip, "natOutgoing": true,
+                 "nodeSelector": "all()"}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &pool)
+        .await
+        .expect("create pool");
+}
+
+/// Creates a namespaced object of type `K` from JSON.
+pub async fn create<K>(client: &Client, value: Value) -> K
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let object: K = serde_json::from_value(value).expect("object JSON");
+    let namespace = object
+        .meta()
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    Api::<K>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("create object")
+}
+
+pub async fn create_namespace(client: &Client, name: &str, annotations: Value) {
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": name, "annotations": annotations}}))
+            .unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+}
+
+fn template(app: &str) -> Value {
+    json!({"metadata": {"labels": {"app": app}},
+           "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+                    "terminationGracePeriodSeconds": 0}})
+}
+
+pub fn deployment(namespace: &str, name: &str, replicas: i32, strategy: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                    "strategy": strategy, "template": template(name)}})
+}
+
+pub fn stateful_set(namespace: &str, name: &str, replicas: i32, strategy: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"replicas": replicas, "serviceName": name, "podManagementPolicy": "Parallel",
+                    "selector": {"matchLabels": {"app": name}},
+                    "updateStrategy": strategy, "template": template(name)}})
+}
+
+pub fn daemon_set(namespace: &str, name: &str, strategy: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+           "metadata": {"name": name, "namespace": namespace},
+           "spec": {"selector": {"matchLabels": {"app": name}},
+                    "updateStrategy": strategy, "template": template(name)}})
+}
+
+pub fn bare_pod(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace,
+           "labels": {"app": name}},
+           "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+                    "terminationGracePeriodSeconds": 0}})
+}
+
+/// A PodDisruptionBudget in the version a 1.20 server serves (`policy/v1beta1`).
+pub async fn create_budget(client: &Client, namespace: &str, name: &str, app: &str, spec: Value) {
+    let resource = ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let mut spec = spec;
+    spec["selector"] = json!({"matchLabels": {"app": app}});
+    let budget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
+    }))
+    .unwrap();
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+        .create(&PostParams::default(), &budget)
+        .await
+        .expect("create PodDisruptionBudget");
+}
+
+pub fn addresses(pod: &Pod) -> Vec<IpAddr> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|ips| ips.iter().filter_map(|i| i.ip.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn app(pod: &Pod) -> String {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until every pod in the cluster is Ready with an address and the counts per `app`
+/// label are as given.
+pub async fn wait_pods(client: &Client, expected: &[(&str, usize)]) -> Vec<Pod> {
+    let expected: BTreeMap<String, usize> = expected
+        .iter()
+        .map(|(a, n)| ((*a).to_owned(), *n))
+        .collect();
+    wait_for_all(
+        &Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        "pods Ready with addresses",
+        |pods: &[Pod]| {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for pod in pods {
+                if !is_ready(pod) || addresses(pod).is_empty() {
+                    return false;
+                }
+                *counts.entry(app(pod)).or_default() += 1;
+            }
+            counts == expected
+        },
+        WAIT,
+    )
+    .await
+    .expect("pods ready")
+}
+
+/// The whole cluster after a migration (or resize) into the pool with CIDR `pool`: every pod
+/// has an address in `pool`; every pool, block and affinity left is inside some pool and none is
+/// in `gone` (when given); blocks in `pool` have `block_size`; no migration lock remains.
+pub async fn assert_end_state(client: &Client, gone: Option<&str>, pool: &str, block_size: u8) {
+    let gone: Option<IpNet> = gone.map(|g| g.parse().unwrap());
+    let pool: IpNet = pool.parse().unwrap();
+    let pods = Api::<Pod>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    for pod in &pods {
+        assert!(is_ready(pod), "pod {:?} is Ready", pod.metadata.name);
+        for address in addresses(pod) {
+            assert!(
+                pool.contains(&address),
+                "pod {:?} has {address}, outside {pool}",
+                pod.metadata.name
+            );
+        }
+    }
+    let cidr_of =
+        |o: &DynamicObject| -> IpNet { o.data["spec"]["cidr"].as_str().unwrap().parse().unwrap() };
+    let pools: Vec<IpNet> =
+        Api::<DynamicObject>::all_with(client.clone(), &ip_pools(ApiGroup::CrdV1))
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .iter()
+            .map(cidr_of)
+            .collect();
+    let blocks = Api::<DynamicObject>::all_with(client.clone(), &ipam_blocks())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let affinities = Api::<DynamicObject>::all_with(client.clone(), &block_affinities())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    for (what, cidr) in pools
+        .iter()
+        .map(|c| ("pool", *c))
+        .chain(blocks.iter().map(|b| ("block", cidr_of(b))))
+        .chain(affinities.iter().map(|a| ("affinity", cidr_of(a))))
+    {
+        if let Some(gone) = gone {
+            assert!(
+                !ippool_rules::cidr::overlaps(&cidr, &gone),
+                "{what} {cidr} left in {gone}"
+            );
+        }
+        if what != "pool" {
+            assert!(
+                pools
+                    .iter()
+                    .any(|p| ippool_rules::cidr::contains_net(p, &cidr)),
+                "{what} {cidr} is in no pool (pools: {pools:?})"
+            );
+        }
+        if what == "block" && ippool_rules::cidr::overlaps(&cidr, &pool) {
+            assert_eq!(cidr.prefix_len(), block_size, "block {cidr} in {pool}");
+        }
+    }
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "kube-system");
+    assert!(
+        leases.get_opt("ippool-migration").await.unwrap().is_none(),
+        "the migration lock is released"
+    );
+}
+
+/// Parses a `-o json` event stream; every line must be one event object.
+pub fn events(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON event line ({e}): {line:?}"));
+            assert!(event["ts"].is_string(), "{line}");
+            assert!(event["event"].is_string(), "{line}");
+            event
+        })
+        .collect()
+}
+
+/// One recorded change of a pool or block, with the etcd revision it happened at.
+#[derive(Debug, Clone)]
+struct Change {
+    revision: u64,
+    deleted: bool,
+    object: DynamicObject,
+    is_pool: bool,
+}
+
+/// Records every IPPool and IPAMBlock change while a test runs, to check afterwards, in
+/// revision order, that no pool was deleted while a block in its CIDR held an allocation.
+pub struct DeletionRecorder {
+    changes: Arc<Mutex<Vec<Change>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DeletionRecorder {
+    pub async fn start(client: &Client) -> DeletionRecorder {
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
+        for (resource, is_pool) in [(ip_pools(ApiGroup::CrdV1), true), (ipam_blocks(), false)] {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+            let changes = changes.clone();
+            let ready = ready_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+                futures::pin_mut!(stream);
+                while let Some(event) = stream.next().await {
+                    let (object, deleted) = match event {
+                        Ok(Event::Apply(o) | Event::InitApply(o)) => (o, false),
+                        Ok(Event::Delete(o)) => (o, true),
+                        Ok(Event::InitDone) => {
+                            let _ = ready.send(()).await;
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let revision = object
+                        .metadata
+                        .resource_version
+                        .as_deref()
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(0);
+                    changes.lock().unwrap().push(Change {
+                        revision,
+                        deleted,
+                        object,
+                        is_pool,
+                    });
+                }
+            }));
+        }
+        for _ in 0..2 {
+            ready_rx.recv().await;
+        }
+        DeletionRecorder { changes, tasks }
+    }
+
+    /// Replays the changes in revision order; returns how many pools were deleted, and panics if
+    /// one was deleted while a block inside it held an allocation.
+    pub fn check(&self) -> usize {
+        let mut changes = self.changes.lock().unwrap().clone();
+        changes.sort_by_key(|c| c.revision);
+        let mut blocks: HashMap<String, (IpNet, usize)> = HashMap::new();
+        let mut deleted_pools = 0;
+        for change in changes {
+            let name = change.object.metadata.name.clone().unwrap_or_default();
+            let cidr: Option<IpNet> = change.object.data["spec"]["cidr"]
+                .as_str()
+                .and_then(|c| c.parse().ok());
+            if change.is_pool {
+                if change.deleted {
+                    deleted_pools += 1;
+                    let pool = cidr.expect("pool CIDR");
+                    for (block, (net, allocated)) in &blocks {
+                        assert!(
+                            !(ippool_rules::cidr::overlaps(&pool, net) && *allocated > 0),
+                            "pool {name} ({pool}) was deleted at revision {} while block {block} \
+                             held {allocated} allocation(s)",
+                            change.revision
+                        );
+                    }
+                }
+                continue;
+            }
+            if change.deleted {
+                blocks.remove(&name);
+            } else if let Some(net) = cidr {
+                let allocated = change.object.data["spec"]["allocations"]
+                    .as_array()
+                    .map_or(0, |a| a.iter().filter(|v| !v.is_null()).count());
+                blocks.insert(name, (net, allocated));
+            }
+        }
+        deleted_pools
+    }
+}
+
+impl Drop for DeletionRecorder {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Records, per `app` label, the fewest Ready pods seen at any moment.
+pub struct AvailabilityRecorder {
+    least: Arc<Mutex<BTreeMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AvailabilityRecorder {
+    pub async fn start(client: &Client) -> AvailabilityRecorder {
+        let least = Arc::new(Mutex::new(BTreeMap::new()));
+        let record = least.clone();
+        let api: Api<Pod> = Api::all(client.clone());
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let task = tokio::spawn(async move {
+            let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+            futures::pin_mut!(stream);
+            let mut pods: HashMap<String, (String, bool)> = HashMap::new();
+            let mut synced = false;
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(Event::Apply(p) | Event::InitApply(p)) => {
+                        pods.insert(
+                            p.metadata.uid.clone().unwrap_or_default(),
+                            (app(&p), is_ready(&p)),
+                        );
+                    }
+                    Ok(Event::Delete(p)) => {
+                        pods.remove(&p.metadata.uid.clone().unwrap_or_default());
+                    }
+                    Ok(Event::InitDone) => {
+                        synced = true;
+                        let _ = ready_tx.send(()).await;
+                    }
+                    _ => continue,
+                }
+                if !synced {
+                    continue;
+                }
+                let mut ready: BTreeMap<String, usize> = BTreeMap::new();
+                for (app, is_ready) in pods.values() {
+                    let count = ready.entry(app.clone()).or_default();
+                    if *is_ready {
+                        *count += 1;
+                    }
+                }
+                let mut least = record.lock().unwrap();
+                for (app, count) in ready {
+                    let entry = least.entry(app).or_insert(count);
+                    *entry = (*entry).min(count);
+                }
+            }
+        });
+        ready_rx.recv().await;
+        AvailabilityRecorder { least, task }
+    }
+
+    pub fn least(&self) -> BTreeMap<String, usize> {
+        self.least.lock().unwrap().clone()
+    }
+}
+
+impl Drop for AvailabilityRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,107 @@
+//! Scale benchmark of calico-sim on a real control plane: a Deployment of 2,000 pods on 100 fake
+//! nodes (pool with IPIP, so nodes take tunnel addresses too). Reports the time from creating the
+//! Deployment until every pod is Running and Ready, and the sim's peak resident memory (VmHWM).
+//!
+//! `cargo bench -p calico-sim --bench scale`; `SIM_BENCH_PODS` / `SIM_BENCH_NODES` change the
+//! size (`SIM_BENCH_SMOKE=1` is 100 pods on 10 nodes).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use harness::{ControlPlane, Sim, SimOptions};
+use ippool_cluster::resources::CalicoApi;
+use ippool_rules::model::IpPool;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use serde_json::json;
+
+fn size(var: &str, smoke: usize, full: usize) -> usize {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v} is not a number of pods/nodes")),
+        Err(_) if std::env::var_os("SIM_BENCH_SMOKE").is_some() => smoke,
+        Err(_) => full,
+    }
+}
+
+/// Peak resident set size of a process, from /proc (kB).
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::main]
+async fn main() {
+    let pods = size("SIM_BENCH_PODS", 100, 2000);
+    let nodes = size("SIM_BENCH_NODES", 10, 100);
+    let Some(cp) = ControlPlane::start().expect("control plane") else {
+        return;
+    };
+    let sim = Sim::start(
+        &cp,
+        SimOptions {
+            nodes,
+            ..SimOptions::default()
+        },
+    )
+    .expect("calico-sim");
+    let client = cp.client().await;
+    let pool: IpPool = serde_json::from_value(json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": "default-ipv4-ippool"},
+        "spec": {"cidr": "10.128.0.0/12", "ipipMode": "Always", "natOutgoing": true},
+    }))
+    .unwrap();
+    CalicoApi::<IpPool>::new(client.clone())
+        .create(&pool)
+        .await
+        .unwrap();
+
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "scale"},
+        "spec": {"replicas": pods, "selector": {"matchLabels": {"app": "scale"}},
+                 "template": {"metadata": {"labels": {"app": "scale"}},
+                              "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}},
+    }))
+    .unwrap();
+    let started = Instant::now();
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let running = harness::wait_for_all(
+        &Api::<Pod>::namespaced(client.clone(), "default"),
+        watcher::Config::default().labels("app=scale"),
+        &format!("{pods} Running, Ready pods"),
+        |list: &[Pod]| list.len() == pods && list.iter().all(ready),
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    let addresses: HashSet<String> = running
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    assert_eq!(addresses.len(), pods, "every pod has its own address");
+    let peak = sim.pid().and_then(peak_rss_kib);
+    println!(
+        "calico-sim scale: {pods} pods on {nodes} nodes Running and Ready {:.1} s after the Deployment was created ({:.0} pods/s); calico-sim peak RSS (VmHWM) {}",
+        elapsed.as_secs_f64(),
+        pods as f64 / elapsed.as_secs_f64(),
+        peak.map_or("unknown".to_owned(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0)),
+    );
+}

@@ -1,0 +1,101 @@
+//! The command line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Plays scheduler, kubelet and Calico CNI/IPAM for fake nodes on a real control plane: creates
+/// Ready nodes, binds pending pods to them, gives pods addresses the way Calico IPAM does (writing
+/// IPAMBlocks, BlockAffinities and IPAMHandles as Calico's Kubernetes datastore does), gives nodes
+/// tunnel addresses, and completes pod deletions. Runs until SIGTERM or SIGINT.
+#[derive(Debug, Parser)]
+#[command(name = "calico-sim", version)]
+pub struct Options {
+    /// kubeconfig of the cluster to play the data plane of.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Number of fake nodes (named <prefix>0 … <prefix>N-1).
+    #[arg(long)]
+    pub nodes: usize,
+    /// Node name prefix; sims with different prefixes can share a cluster.
+    #[arg(long, default_value = "sim-")]
+    pub node_prefix: String,
+    /// Extra labels for every node, as k=v,k2=v2.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub node_labels: Labels,
+    /// Delay between a pod's containers starting and the pod turning Ready.
+    #[arg(long, default_value_t = 0)]
+    pub start_delay_ms: u64,
+    /// Delay between a pod being deleted and its address being released and deletion completed.
+    #[arg(long, default_value_t = 0)]
+    pub stop_delay_ms: u64,
+}
+
+/// Node labels from `--node-labels`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(pub BTreeMap<String, String>);
+
+impl Options {
+    pub fn node_names(&self) -> Vec<String> {
+        (0..self.nodes)
+            .map(|i| format!("{}{i}", self.node_prefix))
+            .collect()
+    }
+
+    pub fn start_delay(&self) -> Duration {
+        Duration::from_millis(self.start_delay_ms)
+    }
+
+    pub fn stop_delay(&self) -> Duration {
+        Duration::from_millis(self.stop_delay_ms)
+    }
+}
+
+fn parse_labels(text: &str) -> Result<Labels, String> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| {
+            format!("'{pair}' is not a label: write key=value (e.g. topology.kubernetes.io/zone=a)")
+        })?;
+        if key.is_empty() {
+            return Err(format!("'{pair}' has an empty label key: write key=value"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(Labels(labels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse_and_bad_ones_say_how_to_fix() {
+        let labels = parse_labels("rack=1, zone=a,,").unwrap().0;
+        assert_eq!(labels["rack"], "1");
+        assert_eq!(labels["zone"], "a");
+        assert!(parse_labels("").unwrap().0.is_empty());
+        assert!(parse_labels("rack").unwrap_err().contains("key=value"));
+        assert!(parse_labels("=1").unwrap_err().contains("empty label key"));
+    }
+
+    #[test]
+    fn command_line() {
+        let o = Options::try_parse_from([
+            "calico-sim",
+            "--kubeconfig",
+            "/k",
+            "--nodes",
+            "2",
+            "--node-labels",
+            "a=b",
+        ])
+        .unwrap();
+        assert_eq!(o.node_names(), vec!["sim-0", "sim-1"]);
+        assert_eq!(o.node_labels.0["a"], "b");
+        assert_eq!(o.stop_delay(), Duration::ZERO);
+        assert!(Options::try_parse_from(["calico-sim", "--nodes", "1"]).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The PID records that `tests/cluster/up` keeps in `DIR/pids` ("<name> <pid> <start time>"), read
+//! and extended from Rust. The start time tells our process apart from a later one reusing its PID.
+
+use std::{fs, io::Write, path::Path};
+
+use crate::HarnessError;
+
+/// A process started for a control plane (etcd, kube-apiserver, kube-controller-manager, calico-sim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedProcess {
+    pub name: String,
+    pub pid: u32,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks after boot at which the process started.
+    pub start_time: u64,
+}
+
+impl RecordedProcess {
+    /// Whether this very process (not a later one with the same PID) still runs. A zombie counts as
+    /// gone: an orphan's parent may be a PID 1 that never reaps it.
+    pub fn is_running(&self) -> bool {
+        match stat_fields(self.pid) {
+            Some(fields) => fields.state != 'Z' && fields.start_time == self.start_time,
+            None => false,
+        }
+    }
+}
+
+struct StatFields {
+    state: char,
+    start_time: u64,
+}
+
+fn stat_fields(pid: u32) -> Option<StatFields> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses; the rest follows the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(StatFields {
+        state: fields.first()?.chars().next()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Reads the records of `dir/pids`, or of `dir/pids.stopped` once `down` has run.
+pub(crate) fn read_records(dir: &Path) -> Result<Vec<RecordedProcess>, HarnessError> {
+    let running = dir.join("pids");
+    let path = if running.exists() {
+        running
+    } else {
+        dir.join("pids.stopped")
+    };
+    let text = fs::read_to_string(&path).map_err(HarnessError::io(&path))?;
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let mut parts = line.split_whitespace();
+            let record = (|| {
+                Some(RecordedProcess {
+                    name: parts.next()?.to_owned(),
+                    pid: parts.next()?.parse().ok()?,
+                    start_time: parts.next()?.parse().ok()?,
+                })
+            })();
+            record.ok_or_else(|| HarnessError::Io {
+                path: path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "malformed PID record {line:?} (expected \"<name> <pid> <start time>\")"
+                    ),
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Adds a process to `dir/pids`, so that `tests/cluster/down` stops it too should its owner leak it.
+pub(crate) fn append_record(dir: &Path, name: &str, pid: u32) -> Result<(), HarnessError> {
+    let path = dir.join("pids");
+    let Some(fields) = stat_fields(pid) else {
+        // Already gone: nothing that `down` would need to stop.
+        return Ok(());
+    };
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(HarnessError::io(&path))?;
+    writeln!(file, "{name} {pid} {}", fields.start_time).map_err(HarnessError::io(&path))
+}
