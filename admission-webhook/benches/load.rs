@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench -p admission-webhook --bench load`; smoke size:
 //! `WEBHOOK_BENCH_SECONDS=3 WEBHOOK_BENCH_CREATES=30 cargo bench -p admission-webhook --bench load`.
+//! `WEBHOOK_BENCH_BIN=PATH` runs that webhook binary instead of the workspace's (which is rebuilt
+//! in release mode when any source is newer than it).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -164,7 +166,7 @@ fn object(value: Value) -> DynamicObject {
 fn pool_json(name: &str, cidr: &str, disabled: bool) -> Value {
     json!({
         "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
-        "metadata": {"name": name, "resourceVersion": "1"},
+        "metadata": {"name": name},
         "spec": {"cidr": cidr, "blockSize": 26, "ipipMode": "Always", "natOutgoing": true, "disabled": disabled}
     })
 }
@@ -218,15 +220,20 @@ fn review_bodies() -> Vec<(Bytes, bool)> {
             .to_string(),
         )
     };
-    let old = pool_json("seed-0", "10.100.0.0/16", false);
+    // As stored: the API server sends objects with their resourceVersion.
+    let stored = |mut pool: Value| {
+        pool["metadata"]["resourceVersion"] = json!("1");
+        pool
+    };
+    let old = stored(pool_json("seed-0", "10.100.0.0/16", false));
     let mut resized = old.clone();
     resized["spec"]["blockSize"] = json!(24);
     let last = SEEDED_POOLS - 1;
-    let draining = pool_json(
+    let draining = stored(pool_json(
         &format!("seed-{last}"),
         &format!("10.{}.0.0/16", 100 + last),
         true,
-    );
+    ));
     vec![
         (
             review(
@@ -273,7 +280,10 @@ impl Webhook {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new(workspace_bin("admission-webhook"))
+        let binary = std::env::var_os("WEBHOOK_BENCH_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| workspace_bin("admission-webhook"));
+        let mut child = Command::new(binary)
             .arg(format!("--listen=127.0.0.1:{port}"))
             .arg(format!("--tls-cert={}", dir.join("tls.crt").display()))
             .arg(format!("--tls-key={}", dir.join("tls.key").display()))
@@ -516,11 +526,7 @@ async fn time_creates(
     let mut h = histogram();
     for i in 0..count {
         let cidr = format!("10.{}.{}.{}/26", second, i / 4, (i % 4) * 64);
-        let mut pool = pool_json(&format!("{prefix}-{i}"), &cidr, false);
-        pool["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .remove("resourceVersion");
+        let pool = pool_json(&format!("{prefix}-{i}"), &cidr, false);
         let started = Instant::now();
         pools
             .create(&PostParams::default(), &object(pool))

@@ -40,16 +40,39 @@ where
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
-/// Lists every item of a collection, `PAGE_SIZE` at a time (`limit`/`continue`). `what` names the
-/// collection in errors ("pods", "ipamblocks.crd.projectcalico.org/v1").
+/// Where a list is served from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// etcd, `PAGE_SIZE` items at a time (`limit`/`continue`): for built-in kinds, which the API
+    /// server decodes fast, and whose full lists would be large.
+    Storage,
+    /// The API server's watch cache (`resourceVersion=0`), as one response. For custom resources:
+    /// a 1.20 server decodes each CR read from etcd as unstructured JSON, which made 2,000 IPAM
+    /// blocks take 1.3-1.8 s from etcd and 0.16 s from the cache. The cache may trail etcd by
+    /// moments; writes never rely on a list (they are conditional on the version they read).
+    Cache,
+}
+
+/// Lists every item of a collection from storage, `PAGE_SIZE` at a time (`limit`/`continue`).
+/// `what` names the collection in errors ("pods", "replicasets.apps/v1").
 pub async fn list_all<T: DeserializeOwned>(
     client: &Client,
     path: &str,
     what: &str,
 ) -> Result<Vec<T>, RequestError> {
+    list_all_from(client, path, what, ReadFrom::Storage).await
+}
+
+/// Lists every item of a collection from where `from` says.
+pub async fn list_all_from<T: DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    what: &str,
+    from: ReadFrom,
+) -> Result<Vec<T>, RequestError> {
     let mut restarts = 0;
     loop {
-        match list_pages(client, path, what).await {
+        match list_pages(client, path, what, from).await {
             Err(e) if e.is_gone() && restarts < LIST_RESTARTS => restarts += 1,
             other => return other,
         }
@@ -60,9 +83,17 @@ async fn list_pages<T: DeserializeOwned>(
     client: &Client,
     path: &str,
     what: &str,
+    from: ReadFrom,
 ) -> Result<Vec<T>, RequestError> {
     let mut items = Vec::new();
-    let mut params = ListParams::default().limit(PAGE_SIZE);
+    let mut params = match from {
+        ReadFrom::Storage => ListParams::default().limit(PAGE_SIZE),
+        // A server that pages cache reads anyway is followed through its continue tokens below.
+        ReadFrom::Cache => ListParams {
+            resource_version: Some("0".to_owned()),
+            ..ListParams::default()
+        },
+    };
     let mut pages = 0usize;
     loop {
         let request = Request::new(path)
@@ -116,14 +147,16 @@ impl CalicoClient {
         )
     }
 
+    /// Every object of a kind, from the API server's watch cache (see [`ReadFrom::Cache`]).
     pub async fn list<T: DeserializeOwned>(
         &self,
         kind: CalicoKind,
     ) -> Result<Vec<T>, RequestError> {
-        list_all(
+        list_all_from(
             &self.client,
             &self.api.collection_path(kind),
             &self.api.resource_name(kind),
+            ReadFrom::Cache,
         )
         .await
     }

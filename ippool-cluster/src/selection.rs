@@ -109,7 +109,7 @@ pub fn usable_pools(pools: &[IpPool], family: Family) -> Vec<UsablePool<'_>> {
             let fits = Family::of(&cidr) == family
                 && cidr::block_size_range(family).contains(&block_size)
                 && block_size >= cidr.prefix_len();
-            fits.then(|| UsablePool {
+            fits.then_some(UsablePool {
                 pool,
                 cidr,
                 block_size,

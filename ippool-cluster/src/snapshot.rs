@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ippool_rules::context::NodeInfo;
-use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamHandle};
+use ippool_rules::model::{
+    BlockAffinity, BlockAffinitySpec, IpPool, IpamBlock, IpamBlockSpec, IpamHandle, IpamHandleSpec,
+    ObjectMeta,
+};
 use kube::Client;
 use serde::Deserialize;
 
@@ -230,21 +233,47 @@ impl Snapshot {
         };
         let blocks = async {
             if parts.blocks {
-                calico.list::<IpamBlock>(CalicoKind::Block).await
+                lean_list(&calico, CalicoKind::Block, |o: Lean<IpamBlockSpec>| {
+                    IpamBlock {
+                        api_version: o.api_version,
+                        kind: o.kind,
+                        metadata: o.metadata.into(),
+                        spec: o.spec,
+                    }
+                })
+                .await
             } else {
                 Ok(Vec::new())
             }
         };
         let affinities = async {
             if parts.affinities {
-                calico.list::<BlockAffinity>(CalicoKind::Affinity).await
+                lean_list(
+                    &calico,
+                    CalicoKind::Affinity,
+                    |o: Lean<BlockAffinitySpec>| BlockAffinity {
+                        api_version: o.api_version,
+                        kind: o.kind,
+                        metadata: o.metadata.into(),
+                        spec: o.spec,
+                    },
+                )
+                .await
             } else {
                 Ok(Vec::new())
             }
         };
         let handles = async {
             if parts.handles {
-                calico.list::<IpamHandle>(CalicoKind::Handle).await
+                lean_list(&calico, CalicoKind::Handle, |o: Lean<IpamHandleSpec>| {
+                    IpamHandle {
+                        api_version: o.api_version,
+                        kind: o.kind,
+                        metadata: o.metadata.into(),
+                        spec: o.spec,
+                    }
+                })
+                .await
             } else {
                 Ok(Vec::new())
             }
@@ -290,6 +319,64 @@ impl Snapshot {
     pub fn node(&self, name: &str) -> Option<&NodeRecord> {
         self.nodes.iter().find(|n| n.name == name)
     }
+}
+
+/// A Calico object read without the metadata the analyses never use (`managedFields` above all):
+/// thousands of blocks and handles would otherwise each carry it as a JSON tree.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Lean<S> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    metadata: LeanMeta,
+    spec: S,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LeanMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    creation_timestamp: Option<String>,
+    #[serde(default)]
+    deletion_timestamp: Option<String>,
+}
+
+impl From<LeanMeta> for ObjectMeta {
+    fn from(m: LeanMeta) -> ObjectMeta {
+        ObjectMeta {
+            name: m.name,
+            labels: m.labels,
+            resource_version: m.resource_version,
+            uid: m.uid,
+            creation_timestamp: m.creation_timestamp,
+            deletion_timestamp: m.deletion_timestamp,
+            ..ObjectMeta::default()
+        }
+    }
+}
+
+async fn lean_list<S: serde::de::DeserializeOwned, T>(
+    calico: &CalicoClient,
+    kind: CalicoKind,
+    convert: impl Fn(Lean<S>) -> T,
+) -> Result<Vec<T>, RequestError> {
+    Ok(calico
+        .list::<Lean<S>>(kind)
+        .await?
+        .into_iter()
+        .map(convert)
+        .collect())
 }
 
 // Slim projections of core objects: serde skips every field not named here.
@@ -425,7 +512,7 @@ struct SlimNamespace {
 async fn load_pods(client: &Client) -> Result<Vec<PodInfo>, RequestError> {
     let (pods, replica_sets) = futures::try_join!(
         list_all::<SlimPod>(client, "/api/v1/pods", "pods"),
-        list_all::<SlimReplicaSet>(client, "/apis/apps/v1/replicasets", "replicasets.apps/v1"),
+        list_all::<SlimReplicaSet>(client, "/apis/apps/v1/replicasets", "replicasets.apps/v1",),
     )?;
     // (namespace, ReplicaSet) → its controlling Deployment, if any.
     let deployments: HashMap<(String, String), String> = replica_sets

@@ -294,7 +294,6 @@ impl Progress for Bars {
                     .set_message(format!("waiting: {subject}: {reason}"));
                 return;
             }
-            Event::WorkloadStarted { .. } if self.workloads.is_hidden() => {}
             Event::WorkloadDone {
                 workloads_done,
                 workloads_total,

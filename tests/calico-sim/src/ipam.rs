@@ -44,7 +44,9 @@ pub enum IpamError {
     Block(#[from] BlockError),
     #[error(transparent)]
     Api(#[from] ResourceError),
-    #[error("{what}: still conflicting after {WRITE_ATTEMPTS} attempts (too many concurrent IPAM writers)")]
+    #[error(
+        "{what}: still conflicting after {WRITE_ATTEMPTS} attempts (too many concurrent IPAM writers)"
+    )]
     Contention { what: String },
 }
 
@@ -242,21 +244,17 @@ impl Ipam {
 
     /// A block of the pools not yet created, or one already affine to this node with room
     /// (Calico's `findUsableBlock`, which checks only for a block of exactly that CIDR).
-    fn find_usable_block(
-        &self,
-        pools: &[selection::UsablePool<'_>],
-        node: &str,
-    ) -> Option<IpNet> {
+    fn find_usable_block(&self, pools: &[selection::UsablePool<'_>], node: &str) -> Option<IpNet> {
         pools.iter().find_map(|pool| {
-            allocation::block_search_order(&pool.cidr, pool.block_size, node).find(|cidr| {
-                match self.cluster.block(cidr) {
+            allocation::block_search_order(&pool.cidr, pool.block_size, node).find(
+                |cidr| match self.cluster.block(cidr) {
                     None => true,
                     Some(block) => {
                         allocation::affine_node(&block) == Some(node)
                             && allocation::free_count(&block) > 0
                     }
-                }
-            })
+                },
+            )
         })
     }
 
@@ -280,8 +278,7 @@ impl Ipam {
                 return Ok(None);
             }
             let mut updated = block.clone();
-            let taken =
-                allocation::assign(&mut updated, 1, request.handle_id, request.secondary)?;
+            let taken = allocation::assign(&mut updated, 1, request.handle_id, request.secondary)?;
             let Some(address) = taken.first().copied() else {
                 return Ok(None);
             };

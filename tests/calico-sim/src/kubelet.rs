@@ -17,8 +17,8 @@ use ippool_rules::cidr::Family;
 use ippool_rules::model::AllowedUse;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -207,9 +207,13 @@ impl Worker {
 
     async fn tunnels(&mut self) {
         let node_api: Api<Node> = Api::all(self.client());
-        if let Err(e) =
-            tunnel::reconcile(&self.kubelet.ipam, &self.kubelet.cluster, &node_api, &self.node)
-                .await
+        if let Err(e) = tunnel::reconcile(
+            &self.kubelet.ipam,
+            &self.kubelet.cluster,
+            &node_api,
+            &self.node,
+        )
+        .await
         {
             warn!(error = %e, "tunnel address not reconciled; will retry on the next pool or node change");
         }
@@ -246,9 +250,7 @@ impl Worker {
             return;
         }
         let uid = uid_of(pod);
-        let elapsed = Timestamp::now()
-            .duration_since(started)
-            .unsigned_abs();
+        let elapsed = Timestamp::now().duration_since(started).unsigned_abs();
         if elapsed < self.kubelet.start_delay {
             self.after(self.kubelet.start_delay - elapsed, Work::ReadyDue(uid));
             return;
@@ -292,7 +294,9 @@ impl Worker {
         let node = self.node_info();
         let host_ip = node.as_ref().and_then(|n| n.internal_ip);
         let addresses = if host_network(pod) {
-            host_ip.map(|ip| vec![ip]).ok_or(SandboxError::NoNodeAddress)
+            host_ip
+                .map(|ip| vec![ip])
+                .ok_or(SandboxError::NoNodeAddress)
         } else {
             self.addresses(pod, container_id).await
         };
@@ -378,7 +382,10 @@ impl Worker {
             .assign_missing(pod, &handle_id, &namespace, &held)
             .await;
         let ipam_result = match outcome {
-            Ok(()) => ipam.sync_handle(&handle_id).await.map_err(SandboxError::from),
+            Ok(()) => ipam
+                .sync_handle(&handle_id)
+                .await
+                .map_err(SandboxError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = ipam_result {
@@ -409,10 +416,19 @@ impl Worker {
         let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
         let has_pools = |family| !selection::usable_pools(&pools, family).is_empty();
         let secondary = BTreeMap::from([
-            (names::ATTRIBUTE_NAMESPACE.to_owned(), pod.metadata.namespace.clone().unwrap_or_default()),
+            (
+                names::ATTRIBUTE_NAMESPACE.to_owned(),
+                pod.metadata.namespace.clone().unwrap_or_default(),
+            ),
             (names::ATTRIBUTE_NODE.to_owned(), self.node.clone()),
-            (names::ATTRIBUTE_POD.to_owned(), pod.metadata.name.clone().unwrap_or_default()),
-            (names::ATTRIBUTE_TIMESTAMP.to_owned(), go_timestamp(Timestamp::now())),
+            (
+                names::ATTRIBUTE_POD.to_owned(),
+                pod.metadata.name.clone().unwrap_or_default(),
+            ),
+            (
+                names::ATTRIBUTE_TIMESTAMP.to_owned(),
+                go_timestamp(Timestamp::now()),
+            ),
         ]);
         for family in [Family::V4, Family::V6] {
             if held.iter().any(|a| Family::of_addr(a) == family) {
@@ -485,7 +501,8 @@ impl Worker {
 
     /// The stop delay has passed: release the addresses, then complete the deletion.
     async fn stop(&mut self, uid: &str) {
-        self.timers.remove(&timer_key(&Work::StopDue(uid.to_owned())));
+        self.timers
+            .remove(&timer_key(&Work::StopDue(uid.to_owned())));
         self.release(uid, true).await;
         let Some(pod) = self.pods.get(uid).cloned() else {
             self.stopping.remove(uid);
@@ -554,8 +571,14 @@ impl Worker {
                 continue;
             }
             match self.kubelet.ipam.release_handle(&handle_id).await {
-                Ok(freed) => info!(handle = handle_id, ?freed, "released the addresses of a pod that is gone"),
-                Err(e) => warn!(handle = handle_id, error = %e, "releasing a leftover allocation failed"),
+                Ok(freed) => info!(
+                    handle = handle_id,
+                    ?freed,
+                    "released the addresses of a pod that is gone"
+                ),
+                Err(e) => {
+                    warn!(handle = handle_id, error = %e, "releasing a leftover allocation failed")
+                }
             }
         }
     }

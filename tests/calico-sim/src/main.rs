@@ -45,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("using kubeconfig {}", options.kubeconfig.display()))?;
     let client = Client::try_from(config).context("building the Kubernetes client")?;
 
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         result = run(client, options) => result,
         _ = terminate.recv() => {
@@ -98,12 +99,32 @@ async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         scheduler_tx,
         scheduler_rx,
     ));
-    tokio::spawn(watches::pools(client.clone(), cluster.clone(), dispatch.clone()));
-    tokio::spawn(watches::config(client.clone(), cluster.clone(), dispatch.clone()));
-    tokio::spawn(watches::blocks(client.clone(), cluster.clone(), dispatch.clone()));
+    tokio::spawn(watches::pools(
+        client.clone(),
+        cluster.clone(),
+        dispatch.clone(),
+    ));
+    tokio::spawn(watches::config(
+        client.clone(),
+        cluster.clone(),
+        dispatch.clone(),
+    ));
+    tokio::spawn(watches::blocks(
+        client.clone(),
+        cluster.clone(),
+        dispatch.clone(),
+    ));
     tokio::spawn(watches::affinities(client.clone(), cluster.clone()));
-    tokio::spawn(watches::namespaces(client.clone(), cluster.clone(), dispatch.clone()));
-    tokio::spawn(watches::nodes(client.clone(), cluster.clone(), dispatch.clone()));
+    tokio::spawn(watches::namespaces(
+        client.clone(),
+        cluster.clone(),
+        dispatch.clone(),
+    ));
+    tokio::spawn(watches::nodes(
+        client.clone(),
+        cluster.clone(),
+        dispatch.clone(),
+    ));
     watches::pods(client, dispatch).await;
     anyhow::bail!("the pod watch ended; it should run until the process stops")
 }

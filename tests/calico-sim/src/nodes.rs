@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use thiserror::Error;
 
@@ -75,7 +75,8 @@ fn ready_status(name: &str, ip: IpAddr) -> Value {
         json!({"type": kind, "status": if ok { "True" } else { "False" }, "reason": reason,
                "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
-    let resources = json!({"cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi"});
+    let resources =
+        json!({"cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi"});
     json!({"status": {
         "conditions": [
             condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -131,7 +132,10 @@ async fn register_one(
 /// Taints the API server puts on a new node (TaintNodesByCondition) and the node lifecycle
 /// controller removes once the node reports Ready. Test control planes run without that
 /// controller, so the sim, which reports the node Ready, removes them itself.
-const CONDITION_TAINTS: [&str; 2] = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"];
+const CONDITION_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
 
 async fn clear_condition_taints(api: &Api<Node>, node: &Node) -> Result<(), kube::Error> {
     let taints = node
@@ -153,7 +157,10 @@ async fn clear_condition_taints(api: &Api<Node>, node: &Node) -> Result<(), kube
         "spec": {"taints": kept},
     });
     let name = node.metadata.name.as_deref().unwrap_or("");
-    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_conflict() => {
             let fresh = api.get(name).await?;
@@ -217,6 +224,9 @@ mod tests {
         assert!(info.unschedulable);
         assert_eq!(info.taints[0].key, "k");
         assert_eq!(info.internal_ip, Some("198.18.0.1".parse().unwrap()));
-        assert_eq!(labels("sim-0", &BTreeMap::new())["kubernetes.io/hostname"], "sim-0");
+        assert_eq!(
+            labels("sim-0", &BTreeMap::new())["kubernetes.io/hostname"],
+            "sim-0"
+        );
     }
 }

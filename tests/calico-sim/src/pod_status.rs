@@ -311,7 +311,14 @@ mod tests {
     fn running_status_lists_addresses_containers_and_readiness() {
         let ips: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap()];
         let started = Timestamp::from_second(1_700_000_000).unwrap();
-        let patch = running(&pod(), "c1", "198.18.0.1".parse().ok(), &ips, started, false);
+        let patch = running(
+            &pod(),
+            "c1",
+            "198.18.0.1".parse().ok(),
+            &ips,
+            started,
+            false,
+        );
         let s = &patch["status"];
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["podIP"], "10.0.0.5");
@@ -322,7 +329,10 @@ mod tests {
         assert_eq!(s["conditions"][1]["status"], "False");
         assert_eq!(s["containerStatuses"][0]["name"], "app");
         assert_eq!(s["containerStatuses"][0]["ready"], false);
-        assert_eq!(s["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(
+            s["initContainerStatuses"][0]["state"]["terminated"]["reason"],
+            "Completed"
+        );
         let ready = running(&pod(), "c1", None, &ips, started, true);
         assert_eq!(ready["status"]["conditions"][1]["status"], "True");
         let typed: Pod = serde_json::from_value(json!({"status": ready["status"]})).unwrap();
@@ -336,10 +346,20 @@ mod tests {
         let typed: Pod = serde_json::from_value(json!({"status": patch["status"]})).unwrap();
         assert!(shows_sandbox_failure(&typed));
         assert!(!is_ready(&typed));
-        let event = sandbox_failed_event(&pod(), "sim-0", "c1", "no configured Calico pools for node sim-0");
+        let event = sandbox_failed_event(
+            &pod(),
+            "sim-0",
+            "c1",
+            "no configured Calico pools for node sim-0",
+        );
         assert_eq!(event.reason.as_deref(), Some("FailedCreatePodSandBox"));
         assert_eq!(event.involved_object.uid.as_deref(), Some("u1"));
-        assert!(event.message.unwrap().ends_with("no configured Calico pools for node sim-0"));
+        assert!(
+            event
+                .message
+                .unwrap()
+                .ends_with("no configured Calico pools for node sim-0")
+        );
         assert!(event.metadata.name.unwrap().starts_with("web-1."));
     }
 }

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{
     Binding, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, Pod, Taint, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, warn};
 
@@ -45,7 +45,10 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bo
         "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (value.and_then(number), values.first().and_then(|x| number(x))) {
+        "Gt" | "Lt" => match (
+            value.and_then(number),
+            values.first().and_then(|x| number(x)),
+        ) {
             (Some(v), Some(bound)) if req.operator == "Gt" => v > bound,
             (Some(v), Some(bound)) => v < bound,
             _ => false,
@@ -83,8 +86,7 @@ fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
         "Exists" => key.is_empty() || key == taint.key,
         _ => {
             key == taint.key
-                && toleration.value.as_deref().unwrap_or("")
-                    == taint.value.as_deref().unwrap_or("")
+                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
         }
     }
 }
@@ -123,7 +125,10 @@ pub fn fits(pod: &Pod, node: &NodeInfo) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     if let Some(required) = required
         && !required
             .node_selector_terms
@@ -288,7 +293,12 @@ async fn bind(client: Client, pod: &Pod, node: &str) -> Bound {
     };
     let pods: Api<Pod> = Api::namespaced(client, &namespace);
     match pods
-        .create_subresource::<_, serde_json::Value>("binding", &name, &PostParams::default(), &binding)
+        .create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
         .await
     {
         Ok(_) => {
@@ -345,23 +355,31 @@ mod tests {
     fn required_affinity_with_match_fields_as_daemonsets_use() {
         let a = node("a", &[("zone", "1")], json!([]));
         let b = node("b", &[("zone", "2")], json!([]));
-        let ds = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}));
+        let ds = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}),
+        );
         assert!(!fits(&ds, &a));
         assert!(fits(&ds, &b));
-        let zone = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+        let zone = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
             {"nodeSelectorTerms": [
                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["9"]}]},
                 {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["2"]},
-                                      {"key": "zone", "operator": "Exists"}]}]}}}}));
+                                      {"key": "zone", "operator": "Exists"}]}]}}}}),
+        );
         assert!(fits(&zone, &a));
         assert!(!fits(&zone, &b));
-        let gt = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Gt", "values": ["1"]}]}]}}}}));
+        let gt = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "Gt", "values": ["1"]}]}]}}}}),
+        );
         assert!(!fits(&gt, &a));
         assert!(fits(&gt, &b));
-        let empty_term = pod(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
-            {"nodeSelectorTerms": [{}]}}}}));
+        let empty_term = pod(
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+            {"nodeSelectorTerms": [{}]}}}}),
+        );
         assert!(!fits(&empty_term, &a));
     }
 
@@ -375,19 +393,26 @@ mod tests {
         );
         assert!(!fits(&pod(json!({})), &tainted));
         assert!(fits(
-            &pod(json!({"tolerations": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]})),
+            &pod(
+                json!({"tolerations": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]})
+            ),
             &tainted
         ));
         assert!(!fits(
             &pod(json!({"tolerations": [{"key": "dedicated", "value": "web"}]})),
             &tainted
         ));
-        assert!(fits(&pod(json!({"tolerations": [{"operator": "Exists"}]})), &tainted));
+        assert!(fits(
+            &pod(json!({"tolerations": [{"operator": "Exists"}]})),
+            &tainted
+        ));
         let mut cordoned = node("c", &[], json!([]));
         cordoned.unschedulable = true;
         assert!(!fits(&pod(json!({})), &cordoned));
         assert!(fits(
-            &pod(json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]})),
+            &pod(
+                json!({"tolerations": [{"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}]})
+            ),
             &cordoned
         ));
     }

@@ -41,7 +41,9 @@ async fn follow<T, E: Display>(
         match event {
             Ok(watcher::Event::Init) => listing = Some(Vec::new()),
             Ok(watcher::Event::InitApply(o)) => listing.get_or_insert_default().push(o),
-            Ok(watcher::Event::InitDone) => on_change(Change::Listed(listing.take().unwrap_or_default())),
+            Ok(watcher::Event::InitDone) => {
+                on_change(Change::Listed(listing.take().unwrap_or_default()))
+            }
             Ok(watcher::Event::Apply(o)) => on_change(Change::Applied(o)),
             Ok(watcher::Event::Delete(o)) => on_change(Change::Deleted(o)),
             Err(e) => warn!(watch = what, error = %e, "watch error; it resumes by itself"),
@@ -98,48 +100,60 @@ pub async fn pools(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch
 pub async fn config(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
     let api: CalicoApi<IpamConfig> = CalicoApi::new(client);
     let is_default = |c: &IpamConfig| c.metadata.name.as_deref() == Some(names::IPAM_CONFIG_NAME);
-    follow("ipamconfigs", api.watch(watcher::Config::default()), |change| {
-        match change {
-            Change::Listed(configs) => {
-                cluster.set_config(configs.into_iter().find(is_default).map(|c| c.spec));
-                cluster.mark_synced(Source::Config);
+    follow(
+        "ipamconfigs",
+        api.watch(watcher::Config::default()),
+        |change| {
+            match change {
+                Change::Listed(configs) => {
+                    cluster.set_config(configs.into_iter().find(is_default).map(|c| c.spec));
+                    cluster.mark_synced(Source::Config);
+                }
+                Change::Applied(c) if is_default(&c) => cluster.set_config(Some(c.spec)),
+                Change::Deleted(c) if is_default(&c) => cluster.set_config(None),
+                _ => return,
             }
-            Change::Applied(c) if is_default(&c) => cluster.set_config(Some(c.spec)),
-            Change::Deleted(c) if is_default(&c) => cluster.set_config(None),
-            _ => return,
-        }
-        dispatch.retry_everywhere();
-    })
+            dispatch.retry_everywhere();
+        },
+    )
     .await
 }
 
 pub async fn blocks(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
     let api: CalicoApi<IpamBlock> = CalicoApi::new(client);
-    follow("ipamblocks", api.watch(watcher::Config::default()), |change| match change {
-        Change::Listed(blocks) => {
-            cluster.relist_blocks(blocks);
-            cluster.mark_synced(Source::Blocks);
-        }
-        Change::Applied(block) => cluster.observe_block(block),
-        Change::Deleted(block) => {
-            cluster.observe_block_deleted(&block);
-            // A deleted block frees address space for pods waiting on it.
-            dispatch.retry_everywhere();
-        }
-    })
+    follow(
+        "ipamblocks",
+        api.watch(watcher::Config::default()),
+        |change| match change {
+            Change::Listed(blocks) => {
+                cluster.relist_blocks(blocks);
+                cluster.mark_synced(Source::Blocks);
+            }
+            Change::Applied(block) => cluster.observe_block(block),
+            Change::Deleted(block) => {
+                cluster.observe_block_deleted(&block);
+                // A deleted block frees address space for pods waiting on it.
+                dispatch.retry_everywhere();
+            }
+        },
+    )
     .await
 }
 
 pub async fn affinities(client: Client, cluster: Arc<Cluster>) {
     let api: CalicoApi<BlockAffinity> = CalicoApi::new(client);
-    follow("blockaffinities", api.watch(watcher::Config::default()), |change| match change {
-        Change::Listed(affinities) => {
-            cluster.relist_affinities(affinities);
-            cluster.mark_synced(Source::Affinities);
-        }
-        Change::Applied(a) => cluster.observe_affinity(a),
-        Change::Deleted(a) => cluster.observe_affinity_deleted(&a),
-    })
+    follow(
+        "blockaffinities",
+        api.watch(watcher::Config::default()),
+        |change| match change {
+            Change::Listed(affinities) => {
+                cluster.relist_affinities(affinities);
+                cluster.mark_synced(Source::Affinities);
+            }
+            Change::Applied(a) => cluster.observe_affinity(a),
+            Change::Deleted(a) => cluster.observe_affinity_deleted(&a),
+        },
+    )
     .await
 }
 
@@ -155,7 +169,11 @@ pub async fn namespaces(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dis
     let events = watcher(api, watcher::Config::default()).default_backoff();
     follow("namespaces", events, |change| match change {
         Change::Listed(list) => {
-            cluster.set_namespaces(list.iter().map(|n| (n.name_any(), namespace_info(n))).collect());
+            cluster.set_namespaces(
+                list.iter()
+                    .map(|n| (n.name_any(), namespace_info(n)))
+                    .collect(),
+            );
             cluster.mark_synced(Source::Namespaces);
             dispatch.retry_everywhere();
         }
@@ -186,10 +204,8 @@ pub async fn nodes(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch
                 dispatch.node_changed(name);
             }
         }
-        Change::Applied(node) if ours(&node) => {
-            if cluster.put_node(nodes::info(&node)) {
-                dispatch.node_changed(&node.name_any());
-            }
+        Change::Applied(node) if ours(&node) && cluster.put_node(nodes::info(&node)) => {
+            dispatch.node_changed(&node.name_any());
         }
         Change::Deleted(node) if ours(&node) => cluster.drop_node(&node.name_any()),
         _ => {}
@@ -209,7 +225,8 @@ pub async fn pods(client: Client, dispatch: Arc<Dispatch>) {
     let mut placed: HashMap<String, String> = HashMap::new();
     follow("pods", events, |change| match change {
         Change::Listed(list) => {
-            let seen: HashSet<String> = list.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+            let seen: HashSet<String> =
+                list.iter().filter_map(|p| p.metadata.uid.clone()).collect();
             for pod in list {
                 route(&dispatch, &mut placed, pod);
             }
@@ -240,7 +257,9 @@ pub async fn pods(client: Client, dispatch: Arc<Dispatch>) {
 fn route(dispatch: &Dispatch, placed: &mut HashMap<String, String>, pod: Pod) {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     if scheduling::wants_scheduling(&pod) {
-        let _ = dispatch.scheduler.send(SchedulerWork::Pending(Box::new(pod)));
+        let _ = dispatch
+            .scheduler
+            .send(SchedulerWork::Pending(Box::new(pod)));
         return;
     }
     let node = pod

@@ -40,7 +40,10 @@ async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_do
         *per_node.entry(node_of(pod)).or_default() += 1;
     }
     assert_eq!(per_node.len(), 5, "spread over every node: {per_node:?}");
-    assert!(per_node.values().all(|n| *n == 4), "spread evenly: {per_node:?}");
+    assert!(
+        per_node.values().all(|n| *n == 4),
+        "spread evenly: {per_node:?}"
+    );
 
     let ipam = assert_calico_consistent(client, &pods).await;
     // Each node claimed one /26 of the pool for its four pods.
@@ -50,7 +53,10 @@ async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_do
         assert_eq!(cidr.prefix_len(), 26);
         assert!(pool.contains(&cidr.network()));
         let node = allocation::affine_node(block).expect("affine block");
-        assert_eq!(allocation::allocations(block).unwrap().len(), per_node[node]);
+        assert_eq!(
+            allocation::allocations(block).unwrap().len(),
+            per_node[node]
+        );
     }
     assert_eq!(ipam.affinities.len(), 5);
     assert_eq!(ipam.handles.len(), 20);
@@ -68,12 +74,15 @@ impl AddressLog {
         let record = seen.clone();
         let api: Api<Pod> = Api::all(client.clone());
         let task = tokio::spawn(async move {
-            let mut pods = std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
+            let mut pods =
+                std::pin::pin!(watcher(api, watcher::Config::default()).applied_objects());
             while let Some(pod) = pods.next().await {
                 let Ok(pod) = pod else { continue };
                 let mut seen = record.lock().unwrap();
                 for ip in pod_ips(&pod) {
-                    seen.entry(ip).or_default().insert(pod.uid().unwrap_or_default());
+                    seen.entry(ip)
+                        .or_default()
+                        .insert(pod.uid().unwrap_or_default());
                 }
             }
         });
@@ -98,15 +107,28 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
     let client = &env.client;
     let log = AddressLog::start(client);
     let (old_pool, new_pool) = (net("10.10.0.0/24"), net("10.20.0.0/24"));
-    create_pool(client, "old", json!({"cidr": old_pool.to_string(), "blockSize": 28})).await;
+    create_pool(
+        client,
+        "old",
+        json!({"cidr": old_pool.to_string(), "blockSize": 28}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("web", 8, json!({}))).await;
     let before = wait_running(client, "default", "app=web", 8).await;
     assert!(before.iter().all(|p| old_pool.contains(&pod_ips(p)[0])));
 
     set_pool_disabled(client, "old", true).await;
-    create_pool(client, "new", json!({"cidr": new_pool.to_string(), "blockSize": 28})).await;
+    create_pool(
+        client,
+        "new",
+        json!({"cidr": new_pool.to_string(), "blockSize": 28}),
+    )
+    .await;
     Api::<Pod>::namespaced(client.clone(), "default")
-        .delete_collection(&DeleteParams::default(), &ListParams::default().labels("app=web"))
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=web"),
+        )
         .await
         .unwrap();
     // Exactly eight pods again: the old ones are gone (the sim released their addresses before
@@ -114,8 +136,16 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
     let after = wait_running(client, "default", "app=web", 8).await;
     let old_uids: BTreeSet<String> = before.iter().filter_map(|p| p.uid()).collect();
     for pod in &after {
-        assert!(!old_uids.contains(&pod.uid().unwrap()), "{} is an old pod", pod.name_any());
-        assert!(new_pool.contains(&pod_ips(pod)[0]), "{} not from the new pool", pod.name_any());
+        assert!(
+            !old_uids.contains(&pod.uid().unwrap()),
+            "{} is an old pod",
+            pod.name_any()
+        );
+        assert!(
+            new_pool.contains(&pod_ips(pod)[0]),
+            "{} not from the new pool",
+            pod.name_any()
+        );
     }
     let ipam = assert_calico_consistent(client, &after).await;
     let in_old_pool: Vec<_> = ipam
@@ -123,7 +153,10 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
         .into_keys()
         .filter(|ip| old_pool.contains(ip))
         .collect();
-    assert!(in_old_pool.is_empty(), "addresses still allocated in the disabled pool: {in_old_pool:?}");
+    assert!(
+        in_old_pool.is_empty(),
+        "addresses still allocated in the disabled pool: {in_old_pool:?}"
+    );
     log.assert_never_shared();
 }
 
@@ -133,7 +166,12 @@ async fn a_sim_killed_mid_scale_up_leaves_exactly_one_address_per_pod() {
         return;
     };
     let client = env.client.clone();
-    create_pool(&client, "pool", json!({"cidr": "10.30.0.0/16", "ipipMode": "Always"})).await;
+    create_pool(
+        &client,
+        "pool",
+        json!({"cidr": "10.30.0.0/16", "ipipMode": "Always"}),
+    )
+    .await;
     create_deployment(&client, "default", &deployment("web", 40, json!({}))).await;
     // Kill the sim once some pods have addresses and others do not yet.
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -196,7 +234,10 @@ async fn pools_of_both_families_give_dual_stack_pods() {
     let v6_blocks: Vec<_> = ipam
         .blocks
         .iter()
-        .filter(|b| b.cidr().is_some_and(|c| c.prefix_len() == 122 && v6.contains(&c.network())))
+        .filter(|b| {
+            b.cidr()
+                .is_some_and(|c| c.prefix_len() == 122 && v6.contains(&c.network()))
+        })
         .collect();
     assert_eq!(v6_blocks.len(), 3, "one /122 per node");
     let v6_affinities = ipam
@@ -236,7 +277,13 @@ async fn pods_turn_ready_only_after_the_start_delay() {
         states
     });
     create_deployment(client, "default", &deployment("slow", 1, json!({}))).await;
-    let states = tokio::time::timeout(TIMEOUT, states).await.unwrap().unwrap();
-    assert!(states.contains(&(true, false)), "Running before Ready: {states:?}");
+    let states = tokio::time::timeout(TIMEOUT, states)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        states.contains(&(true, false)),
+        "Running before Ready: {states:?}"
+    );
     assert_eq!(states.last(), Some(&(true, true)));
 }

@@ -19,7 +19,12 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
         return;
     };
     let client = &env.client;
-    create_pool(client, "pool", json!({"cidr": "10.110.0.0/24", "blockSize": 28})).await;
+    create_pool(
+        client,
+        "pool",
+        json!({"cidr": "10.110.0.0/24", "blockSize": 28}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("loose", 3, pinned("sim-0"))).await;
     create_deployment(client, "default", &deployment("kept", 2, pinned("sim-1"))).await;
     let loose = wait_running(client, "default", "app=loose", 3).await;
@@ -38,10 +43,12 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
     // What calicoctl's pool deletion does to a block that still holds addresses: it releases
     // the node's affinity, leaving the block without one.
     let affinities = CalicoApi::<BlockAffinity>::new(client.clone());
-    assert!(affinities
-        .delete(&names::block_affinity_name("sim-0", &loose_cidr), None)
-        .await
-        .unwrap());
+    assert!(
+        affinities
+            .delete(&names::block_affinity_name("sim-0", &loose_cidr), None)
+            .await
+            .unwrap()
+    );
     let blocks = CalicoApi::<IpamBlock>::new(client.clone());
     loose_block.spec.affinity = None;
     blocks.replace(&loose_block).await.unwrap();
@@ -53,7 +60,11 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
     wait_running(client, "default", "app=kept", 0).await;
 
     assert!(
-        blocks.get(&names::block_name(&loose_cidr)).await.unwrap().is_none(),
+        blocks
+            .get(&names::block_name(&loose_cidr))
+            .await
+            .unwrap()
+            .is_none(),
         "the emptied block without affinity is deleted"
     );
     let kept_cidr = kept_block.cidr().unwrap();
@@ -64,12 +75,18 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
         .expect("the emptied affine block stays");
     assert!(allocation::is_empty(&kept_now));
     assert_eq!(allocation::affine_node(&kept_now), Some("sim-1"));
-    assert!(affinities
-        .get(&names::block_affinity_name("sim-1", &kept_cidr))
-        .await
-        .unwrap()
-        .is_some());
+    assert!(
+        affinities
+            .get(&names::block_affinity_name("sim-1", &kept_cidr))
+            .await
+            .unwrap()
+            .is_some()
+    );
     let ipam = Ipam::read(client).await;
     assert!(pod_handles(&ipam).is_empty());
-    assert!(ipam.handles.is_empty(), "handles of deleted pods are gone: {:?}", ipam.handles);
+    assert!(
+        ipam.handles.is_empty(),
+        "handles of deleted pods are gone: {:?}",
+        ipam.handles
+    );
 }

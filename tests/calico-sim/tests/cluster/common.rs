@@ -225,7 +225,12 @@ pub fn is_running_and_ready(pod: &Pod) -> bool {
 
 /// Waits until exactly `count` pods match `labels` in `namespace`, all Running and Ready (and
 /// none terminating), and returns them.
-pub async fn wait_running(client: &Client, namespace: &str, labels: &str, count: usize) -> Vec<Pod> {
+pub async fn wait_running(
+    client: &Client,
+    namespace: &str,
+    labels: &str,
+    count: usize,
+) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     harness::wait_for_all(
         &api,
@@ -249,7 +254,10 @@ pub async fn wait_sandbox_failure(client: &Client, namespace: &str, prefix: &str
         &format!("a FailedCreatePodSandBox event for {prefix}* in {namespace} saying '{expected}'"),
         |events: &[Event]| {
             events.iter().any(|e| {
-                e.involved_object.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                e.involved_object
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(prefix))
                     && e.message.as_deref().is_some_and(|m| m.contains(expected))
             })
         },
@@ -268,7 +276,10 @@ pub fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
 }
 
 pub fn node_of(pod: &Pod) -> String {
-    pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default()
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
 }
 
 pub async fn all_pods(client: &Client) -> Vec<Pod> {
@@ -281,7 +292,11 @@ pub async fn all_pods(client: &Client) -> Vec<Pod> {
 
 pub async fn label_node(client: &Client, node: &str, labels: Value) {
     Api::<Node>::all(client.clone())
-        .patch(node, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": labels}})))
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
         .await
         .unwrap();
 }
@@ -317,8 +332,16 @@ pub async fn assert_calico_consistent(client: &Client, pods: &[Pod]) -> Ipam {
                 IpAddr::V6(a) => format!("{a}/128"),
             })
             .collect();
-        assert_eq!(annotations[names::ANNOTATION_POD_IP], with_prefix[0], "pod {name}");
-        assert_eq!(annotations[names::ANNOTATION_POD_IPS], with_prefix.join(","), "pod {name}");
+        assert_eq!(
+            annotations[names::ANNOTATION_POD_IP],
+            with_prefix[0],
+            "pod {name}"
+        );
+        assert_eq!(
+            annotations[names::ANNOTATION_POD_IPS],
+            with_prefix.join(","),
+            "pod {name}"
+        );
         let handle_id = names::pod_handle_id(container_id);
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for ip in &ips {
@@ -352,25 +375,42 @@ pub async fn assert_calico_consistent(client: &Client, pods: &[Pod]) -> Ipam {
     }
     for block in &ipam.blocks {
         let cidr = block.cidr().unwrap();
-        assert_eq!(block.metadata.name.as_deref(), Some(names::block_name(&cidr).as_str()));
+        assert_eq!(
+            block.metadata.name.as_deref(),
+            Some(names::block_name(&cidr).as_str())
+        );
         assert_eq!(
             block.spec.allocations.len(),
             ippool_rules::cidr::address_count(&cidr) as usize
         );
-        let free = block.spec.allocations.iter().filter(|a| a.is_none()).count();
-        assert_eq!(block.spec.unallocated.len(), free, "block {cidr} unallocated list");
+        let free = block
+            .spec
+            .allocations
+            .iter()
+            .filter(|a| a.is_none())
+            .count();
+        assert_eq!(
+            block.spec.unallocated.len(),
+            free,
+            "block {cidr} unallocated list"
+        );
         if let Some(node) = allocation::affine_node(block) {
             let name = names::block_affinity_name(node, &cidr);
             let affinity = ipam
                 .affinities
                 .iter()
                 .find(|a| a.metadata.name.as_deref() == Some(name.as_str()))
-                .unwrap_or_else(|| panic!("block {cidr} affine to {node} has no BlockAffinity {name}"));
+                .unwrap_or_else(|| {
+                    panic!("block {cidr} affine to {node} has no BlockAffinity {name}")
+                });
             assert_eq!(affinity.spec.state, "confirmed");
             assert_eq!(affinity.spec.node, node);
             assert_eq!(affinity.spec.cidr, cidr.to_string());
             assert_eq!(affinity.spec.deleted, "false");
-            assert_eq!(affinity.metadata.labels[names::LABEL_HOSTNAME_HASH], names::hostname_hash(node));
+            assert_eq!(
+                affinity.metadata.labels[names::LABEL_HOSTNAME_HASH],
+                names::hostname_hash(node)
+            );
             assert_eq!(affinity.metadata.labels[names::LABEL_AFFINITY_TYPE], "host");
             assert_eq!(
                 affinity.metadata.labels[names::LABEL_IP_VERSION],
@@ -384,7 +424,12 @@ pub async fn assert_calico_consistent(client: &Client, pods: &[Pod]) -> Ipam {
             Some(names::handle_name(&handle.spec.handle_id).as_str())
         );
         let held = ipam.handle_addresses(&handle.spec.handle_id).len() as i64;
-        assert_eq!(held, handle.spec.block.values().sum::<i64>(), "IPAMHandle {}", handle.spec.handle_id);
+        assert_eq!(
+            held,
+            handle.spec.block.values().sum::<i64>(),
+            "IPAMHandle {}",
+            handle.spec.handle_id
+        );
     }
     ipam
 }

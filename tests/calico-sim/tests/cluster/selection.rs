@@ -13,7 +13,11 @@ use crate::common::*;
 fn assert_all_in(pods: &[Pod], pool: IpNet) {
     for pod in pods {
         for ip in pod_ips(pod) {
-            assert!(pool.contains(&ip), "{} has {ip}, outside {pool}", pod.name_any());
+            assert!(
+                pool.contains(&ip),
+                "{} has {ip}, outside {pool}",
+                pod.name_any()
+            );
         }
     }
 }
@@ -24,8 +28,17 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
         return;
     };
     let client = &env.client;
-    let (default, blue, green) = (net("10.50.0.0/24"), net("10.51.0.0/24"), net("10.52.0.0/24"));
-    create_pool(client, "default", json!({"cidr": default.to_string(), "blockSize": 28})).await;
+    let (default, blue, green) = (
+        net("10.50.0.0/24"),
+        net("10.51.0.0/24"),
+        net("10.52.0.0/24"),
+    );
+    create_pool(
+        client,
+        "default",
+        json!({"cidr": default.to_string(), "blockSize": 28}),
+    )
+    .await;
     // Selecting no node: only an annotation can put pods here, and it ignores selectors.
     for (name, cidr) in [("blue", blue), ("green", green)] {
         create_pool(
@@ -50,10 +63,17 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
     .await;
 
     create_deployment(client, "default", &deployment("plain", 2, json!({}))).await;
-    create_deployment(client, "team-blue", &deployment("from-namespace", 2, json!({}))).await;
-    let by_cidr = json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["10.52.0.0/24"]"#}}});
+    create_deployment(
+        client,
+        "team-blue",
+        &deployment("from-namespace", 2, json!({})),
+    )
+    .await;
+    let by_cidr =
+        json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["10.52.0.0/24"]"#}}});
     create_deployment(client, "team-blue", &deployment("from-pod", 2, by_cidr)).await;
-    let disabled = json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["off"]"#}}});
+    let disabled =
+        json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["off"]"#}}});
     create_deployment(client, "default", &deployment("disabled", 1, disabled)).await;
 
     let plain = wait_running(client, "default", "app=plain", 2).await;
@@ -77,10 +97,27 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
         .into_iter()
         .find(|p| p.labels().get("app").map(String::as_str) == Some("disabled"))
         .unwrap();
-    assert_eq!(stuck.status.as_ref().unwrap().phase.as_deref(), Some("Pending"));
-    let waiting = &stuck.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
     assert_eq!(
-        waiting.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+        stuck.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    let waiting = &stuck
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        waiting
+            .state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
         Some("ContainerCreating")
     );
 }
@@ -91,16 +128,35 @@ async fn node_selectors_give_each_node_its_pools() {
         return;
     };
     let client = &env.client;
-    for (node, rack) in [("sim-0", "a"), ("sim-1", "a"), ("sim-2", "b"), ("sim-3", "b")] {
+    for (node, rack) in [
+        ("sim-0", "a"),
+        ("sim-1", "a"),
+        ("sim-2", "b"),
+        ("sim-3", "b"),
+    ] {
         label_node(client, node, json!({"rack": rack})).await;
     }
     let (rack_a, rack_b) = (net("10.60.0.0/24"), net("10.61.0.0/24"));
-    create_pool(client, "rack-a", json!({"cidr": rack_a.to_string(), "blockSize": 28, "nodeSelector": "rack == 'a'"})).await;
-    create_pool(client, "rack-b", json!({"cidr": rack_b.to_string(), "blockSize": 28, "nodeSelector": "rack == 'b'"})).await;
+    create_pool(
+        client,
+        "rack-a",
+        json!({"cidr": rack_a.to_string(), "blockSize": 28, "nodeSelector": "rack == 'a'"}),
+    )
+    .await;
+    create_pool(
+        client,
+        "rack-b",
+        json!({"cidr": rack_b.to_string(), "blockSize": 28, "nodeSelector": "rack == 'b'"}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("web", 8, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 8).await;
     for pod in &pods {
-        let expected = if ["sim-0", "sim-1"].contains(&node_of(pod).as_str()) { rack_a } else { rack_b };
+        let expected = if ["sim-0", "sim-1"].contains(&node_of(pod).as_str()) {
+            rack_a
+        } else {
+            rack_b
+        };
         assert_all_in(std::slice::from_ref(pod), expected);
     }
     assert_calico_consistent(client, &pods).await;
@@ -113,8 +169,18 @@ async fn namespace_selectors_give_each_namespace_its_pools() {
     };
     let client = &env.client;
     let (team, general) = (net("10.70.0.0/24"), net("10.71.0.0/24"));
-    create_pool(client, "team-x", json!({"cidr": team.to_string(), "blockSize": 28, "namespaceSelector": "team == 'x'"})).await;
-    create_pool(client, "general", json!({"cidr": general.to_string(), "blockSize": 28, "namespaceSelector": "!has(team)"})).await;
+    create_pool(
+        client,
+        "team-x",
+        json!({"cidr": team.to_string(), "blockSize": 28, "namespaceSelector": "team == 'x'"}),
+    )
+    .await;
+    create_pool(
+        client,
+        "general",
+        json!({"cidr": general.to_string(), "blockSize": 28, "namespaceSelector": "!has(team)"}),
+    )
+    .await;
     create_namespace(client, "team-x", json!({"team": "x"}), json!({})).await;
     create_deployment(client, "team-x", &deployment("web", 3, json!({}))).await;
     create_deployment(client, "default", &deployment("web", 3, json!({}))).await;
@@ -131,11 +197,19 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
         return;
     };
     let client = &env.client;
-    let (workloads, tunnels, balancers) =
-        (net("10.80.0.0/24"), net("10.81.0.0/24"), net("10.82.0.0/24"));
+    let (workloads, tunnels, balancers) = (
+        net("10.80.0.0/24"),
+        net("10.81.0.0/24"),
+        net("10.82.0.0/24"),
+    );
     create_pool(client, "workloads", json!({"cidr": workloads.to_string(), "blockSize": 28, "allowedUses": ["Workload"], "ipipMode": "Always"})).await;
     create_pool(client, "tunnels", json!({"cidr": tunnels.to_string(), "blockSize": 28, "allowedUses": ["Tunnel"], "ipipMode": "Always"})).await;
-    create_pool(client, "balancers", json!({"cidr": balancers.to_string(), "blockSize": 28, "allowedUses": ["LoadBalancer"]})).await;
+    create_pool(
+        client,
+        "balancers",
+        json!({"cidr": balancers.to_string(), "blockSize": 28, "allowedUses": ["LoadBalancer"]}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("web", 4, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 4).await;
     assert_all_in(&pods, workloads);
@@ -146,8 +220,15 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
         let handle = names::tunnel_handle_id(ippool_rules::model::Encapsulation::Ipip, node);
         let held = ipam.handle_addresses(&handle);
         assert_eq!(held.len(), 1, "{node}: {held:?}");
-        assert!(tunnels.contains(&held[0]), "{node}'s tunnel address {} is outside {tunnels}", held[0]);
-        assert_eq!(allocations[&held[0]].1[names::ATTRIBUTE_TYPE], "ipipTunnelAddress");
+        assert!(
+            tunnels.contains(&held[0]),
+            "{node}'s tunnel address {} is outside {tunnels}",
+            held[0]
+        );
+        assert_eq!(
+            allocations[&held[0]].1[names::ATTRIBUTE_TYPE],
+            "ipipTunnelAddress"
+        );
     }
     assert!(allocations.keys().all(|ip| !balancers.contains(ip)));
 }
@@ -159,10 +240,21 @@ async fn manual_pools_serve_only_pods_that_name_them() {
     };
     let client = &env.client;
     let (automatic, manual) = (net("10.90.0.0/24"), net("10.91.0.0/24"));
-    create_pool(client, "automatic", json!({"cidr": automatic.to_string(), "blockSize": 28})).await;
-    create_pool(client, "manual", json!({"cidr": manual.to_string(), "blockSize": 28, "assignmentMode": "Manual"})).await;
+    create_pool(
+        client,
+        "automatic",
+        json!({"cidr": automatic.to_string(), "blockSize": 28}),
+    )
+    .await;
+    create_pool(
+        client,
+        "manual",
+        json!({"cidr": manual.to_string(), "blockSize": 28, "assignmentMode": "Manual"}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("plain", 4, json!({}))).await;
-    let named = json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["manual"]"#}}});
+    let named =
+        json!({"metadata": {"annotations": {names::ANNOTATION_IPV4_POOLS: r#"["manual"]"#}}});
     create_deployment(client, "default", &deployment("named", 2, named)).await;
     let plain = wait_running(client, "default", "app=plain", 4).await;
     let named = wait_running(client, "default", "app=named", 2).await;
@@ -184,7 +276,12 @@ async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
     set_ipam_config(client, true).await;
     // Two blocks of four addresses: enough for two nodes to claim one each, none for the third.
     let pool = net("10.100.0.0/29");
-    create_pool(client, "small", json!({"cidr": pool.to_string(), "blockSize": 30})).await;
+    create_pool(
+        client,
+        "small",
+        json!({"cidr": pool.to_string(), "blockSize": 30}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("on-0", 1, pinned("sim-0"))).await;
     wait_running(client, "default", "app=on-0", 1).await;
     create_deployment(client, "default", &deployment("on-1", 1, pinned("sim-1"))).await;
@@ -211,8 +308,15 @@ async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
         .find(|b| b.cidr().unwrap().contains(&address))
         .unwrap();
     let owner = allocation::affine_node(block).unwrap();
-    assert_ne!(owner, "sim-2", "sim-2 has no block of its own: it borrowed {address}");
-    assert!(ipam.blocks.iter().all(|b| allocation::affine_node(b) != Some("sim-2")));
+    assert_ne!(
+        owner, "sim-2",
+        "sim-2 has no block of its own: it borrowed {address}"
+    );
+    assert!(
+        ipam.blocks
+            .iter()
+            .all(|b| allocation::affine_node(b) != Some("sim-2"))
+    );
     let pods = all_pods(client).await;
     let running: Vec<Pod> = pods.into_iter().filter(is_running_and_ready).collect();
     assert_eq!(running.len(), 3);

@@ -27,7 +27,9 @@ async fn wait_tunnels(
 ) -> BTreeMap<String, Option<IpAddr>> {
     let annotation = names::tunnel_node_annotation(encapsulation);
     let address = |node: &Node| -> Option<IpAddr> {
-        node.annotations().get(annotation).and_then(|a| a.parse().ok())
+        node.annotations()
+            .get(annotation)
+            .and_then(|a| a.parse().ok())
     };
     let nodes = harness::wait_for_all(
         &Api::<Node>::all(client.clone()),
@@ -68,7 +70,10 @@ async fn assert_tunnel_allocations(
                 assert_eq!(held, vec![*address], "{node}");
                 let owner = &allocations[address].1;
                 assert_eq!(owner[names::ATTRIBUTE_NODE], *node);
-                assert_eq!(owner[names::ATTRIBUTE_TYPE], names::tunnel_attribute_type(encapsulation));
+                assert_eq!(
+                    owner[names::ATTRIBUTE_TYPE],
+                    names::tunnel_attribute_type(encapsulation)
+                );
                 let object = ipam
                     .handles
                     .iter()
@@ -94,15 +99,41 @@ async fn tunnel_addresses_follow_their_pool() {
         return;
     };
     let client = &env.client;
-    let (a, b, c) = (net("10.120.0.0/24"), net("10.121.0.0/24"), net("10.122.0.0/24"));
-    create_pool(client, "a", json!({"cidr": a.to_string(), "blockSize": 28, "ipipMode": "Always"})).await;
-    let first = wait_tunnels(client, Encapsulation::Ipip, "IPIP addresses in pool a", inside(a)).await;
+    let (a, b, c) = (
+        net("10.120.0.0/24"),
+        net("10.121.0.0/24"),
+        net("10.122.0.0/24"),
+    );
+    create_pool(
+        client,
+        "a",
+        json!({"cidr": a.to_string(), "blockSize": 28, "ipipMode": "Always"}),
+    )
+    .await;
+    let first = wait_tunnels(
+        client,
+        Encapsulation::Ipip,
+        "IPIP addresses in pool a",
+        inside(a),
+    )
+    .await;
     assert_tunnel_allocations(client, Encapsulation::Ipip, &first).await;
 
     // A second IPIP pool changes nothing while the first is valid; disabling the first re-homes.
-    create_pool(client, "b", json!({"cidr": b.to_string(), "blockSize": 28, "ipipMode": "CrossSubnet"})).await;
+    create_pool(
+        client,
+        "b",
+        json!({"cidr": b.to_string(), "blockSize": 28, "ipipMode": "CrossSubnet"}),
+    )
+    .await;
     set_pool_disabled(client, "a", true).await;
-    let second = wait_tunnels(client, Encapsulation::Ipip, "IPIP addresses in pool b", inside(b)).await;
+    let second = wait_tunnels(
+        client,
+        Encapsulation::Ipip,
+        "IPIP addresses in pool b",
+        inside(b),
+    )
+    .await;
     assert_tunnel_allocations(client, Encapsulation::Ipip, &second).await;
     let ipam = Ipam::read(client).await;
     assert!(
@@ -111,13 +142,27 @@ async fn tunnel_addresses_follow_their_pool() {
     );
 
     // VXLAN addresses come from VXLAN pools.
-    create_pool(client, "c", json!({"cidr": c.to_string(), "blockSize": 28, "vxlanMode": "Always"})).await;
-    let vxlan = wait_tunnels(client, Encapsulation::Vxlan, "VXLAN addresses in pool c", inside(c)).await;
+    create_pool(
+        client,
+        "c",
+        json!({"cidr": c.to_string(), "blockSize": 28, "vxlanMode": "Always"}),
+    )
+    .await;
+    let vxlan = wait_tunnels(
+        client,
+        Encapsulation::Vxlan,
+        "VXLAN addresses in pool c",
+        inside(c),
+    )
+    .await;
     assert_tunnel_allocations(client, Encapsulation::Vxlan, &vxlan).await;
 
     // No enabled pool with IPIP left: the IPIP addresses go; VXLAN ones stay.
     delete_pool(client, "b").await;
-    let none = wait_tunnels(client, Encapsulation::Ipip, "IPIP addresses removed", |a| a.is_none()).await;
+    let none = wait_tunnels(client, Encapsulation::Ipip, "IPIP addresses removed", |a| {
+        a.is_none()
+    })
+    .await;
     assert_tunnel_allocations(client, Encapsulation::Ipip, &none).await;
     assert_tunnel_allocations(client, Encapsulation::Vxlan, &vxlan).await;
 }

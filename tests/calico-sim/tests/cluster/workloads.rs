@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt as _;
 use kube::api::{Api, ApiResource, DynamicObject, EvictParams, PostParams};
 use kube::runtime::watcher;
-use kube::ResourceExt as _;
 use serde_json::json;
 
 use crate::common::*;
@@ -17,7 +17,12 @@ async fn daemonset_pods_land_one_per_node() {
         return;
     };
     let client = &env.client;
-    create_pool(client, "pool", json!({"cidr": "10.130.0.0/24", "blockSize": 28})).await;
+    create_pool(
+        client,
+        "pool",
+        json!({"cidr": "10.130.0.0/24", "blockSize": 28}),
+    )
+    .await;
     create_daemonset(client, "default", "agent").await;
     let pods = wait_running(client, "default", "app=agent", 4).await;
     let nodes: BTreeSet<String> = pods.iter().map(node_of).collect();
@@ -64,7 +69,12 @@ async fn a_pod_disruption_budget_blocks_eviction() {
         return;
     };
     let client = &env.client;
-    create_pool(client, "pool", json!({"cidr": "10.140.0.0/24", "blockSize": 28})).await;
+    create_pool(
+        client,
+        "pool",
+        json!({"cidr": "10.140.0.0/24", "blockSize": 28}),
+    )
+    .await;
     create_deployment(client, "default", &deployment("web", 3, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 3).await;
 
@@ -81,7 +91,10 @@ async fn a_pod_disruption_budget_blocks_eviction() {
 
     // Without retries a refusal (HTTP 429) comes back at once.
     let evicting: Api<Pod> = Api::namespaced(env.cp.client_no_retry().await, "default");
-    match evicting.evict(&pods[0].name_any(), &EvictParams::default()).await {
+    match evicting
+        .evict(&pods[0].name_any(), &EvictParams::default())
+        .await
+    {
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 429, "{status:?}");
             assert_eq!(status.reason, "TooManyRequests");
@@ -101,5 +114,9 @@ async fn a_pod_disruption_budget_blocks_eviction() {
     let after = wait_running(client, "default", "app=web", 4).await;
     assert!(after.iter().all(|p| p.uid() != pods[0].uid()));
     let ipam = assert_calico_consistent(client, &after).await;
-    assert_eq!(pod_handles(&ipam).len(), 4, "the evicted pod's address was released");
+    assert_eq!(
+        pod_handles(&ipam).len(),
+        4,
+        "the evicted pod's address was released"
+    );
 }
