@@ -108,7 +108,12 @@ async fn calico_tutorials_run_as_single_commands() {
     assert!(events.iter().any(|e| e["event"] == "released"));
     assert_eq!(events.last().unwrap()["event"], "finished");
     assert_eq!(events.last().unwrap()["outcome"], "completed");
-    assert!(events.last().unwrap()["stats"]["apiRequests"].as_u64().unwrap() > 10);
+    assert!(
+        events.last().unwrap()["stats"]["apiRequests"]
+            .as_u64()
+            .unwrap()
+            > 10
+    );
     assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
 
     // Labels and annotations the resize must keep.

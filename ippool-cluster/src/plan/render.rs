@@ -54,7 +54,11 @@ pub(super) fn text(plan: &Plan) -> String {
             .max()
             .unwrap_or(0)
             .max("WORKLOAD".len());
-        let _ = writeln!(out, "  {:width$}  {:>9}  {:15}  BOUNDED BY", "WORKLOAD", "IN OLD", "MOVE");
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:>9}  {:15}  BOUNDED BY",
+            "WORKLOAD", "IN OLD", "MOVE"
+        );
         for m in &plan.moves {
             let pods = match m.desired {
                 Some(desired) => format!("{}/{desired}", m.pods.len()),
@@ -70,7 +74,11 @@ pub(super) fn text(plan: &Plan) -> String {
                 "  {:width$}  {pods:>9}  {:15}  {}",
                 m.workload.to_string(),
                 m.method.to_string(),
-                if budgets.is_empty() { "-".to_owned() } else { budgets.join(", ") },
+                if budgets.is_empty() {
+                    "-".to_owned()
+                } else {
+                    budgets.join(", ")
+                },
             );
         }
     }

@@ -143,7 +143,9 @@ impl Run {
         let build = |config: kube::Config| -> anyhow::Result<Client> {
             Ok(ClientBuilder::try_from(config)
                 .with_context(|| {
-                    format!("cannot build a client for {server}; check the kubeconfig's certificates")
+                    format!(
+                        "cannot build a client for {server}; check the kubeconfig's certificates"
+                    )
                 })?
                 .with_layer(&counter)
                 .build())
@@ -251,7 +253,11 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         let (Some(from), Some(to)) = (&args.from, &args.to) else {
             anyhow::bail!("--from and --to are required (or --abort)");
         };
-        let cidrs = run.live.discover_cidrs(&args.run.cidrs).await.cluster_cidrs();
+        let cidrs = run
+            .live
+            .discover_cidrs(&args.run.cidrs)
+            .await
+            .cluster_cidrs();
         let intent = Intent {
             from: from.clone(),
             to: to.clone(),
@@ -275,14 +281,14 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         match &prepared.plan {
             Some(plan) => run.say(&plan.render_text()),
             None => run.say(&format!(
-                    "Migration {} was interrupted after moving workloads; continuing with: {}\n",
-                    prepared.id,
-                    ["verify", "release-old", "delete-old"]
-                        .iter()
-                        .filter(|s| !prepared.record.done.iter().any(|d| d.name() == **s))
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                "Migration {} was interrupted after moving workloads; continuing with: {}\n",
+                prepared.id,
+                ["verify", "release-old", "delete-old"]
+                    .iter()
+                    .filter(|s| !prepared.record.done.iter().any(|d| d.name() == **s))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
         if prepared.plan.as_ref().is_some_and(|p| p.is_blocked()) {

@@ -52,7 +52,11 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                  and re-created, so every pod in it must move"
             );
         }
-        let cidrs = run.live.discover_cidrs(&args.run.cidrs).await.cluster_cidrs();
+        let cidrs = run
+            .live
+            .discover_cidrs(&args.run.cidrs)
+            .await
+            .cluster_cidrs();
         let intent = ResizeIntent {
             name: name.clone(),
             block_size,
@@ -60,8 +64,7 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             evict_jobs: args.run.evict_jobs,
             delete_bare_pods: args.run.delete_bare_pods,
         };
-        let prepared = match resize::prepare(exec, &intent, cidrs.clone(), args.run.dry_run).await
-        {
+        let prepared = match resize::prepare(exec, &intent, cidrs.clone(), args.run.dry_run).await {
             Ok(p) => p,
             Err(e) => {
                 run.failed(&e);
