@@ -1,7 +1,7 @@
 //! A point-in-time read of everything the pool commands reason about: pools, IPAM blocks,
-//! affinities, handles, and the pods, nodes and namespaces they belong to. Read with paginated
-//! lists, all collections at once; the analysis modules ([`crate::usage`], [`crate::check`],
-//! [`crate::gc`]) are pure functions of it.
+//! affinities, handles, and the pods, nodes and namespaces they belong to. All collections are
+//! read at once (pods, nodes and ReplicaSets in pages of 500); the analysis modules
+//! ([`crate::usage`], [`crate::check`], [`crate::gc`]) are pure functions of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -217,7 +217,8 @@ const TUNNEL_ANNOTATIONS: &[&str] = &[
 ];
 
 impl Snapshot {
-    /// Reads `parts` concurrently, each collection page by page.
+    /// Reads `parts` concurrently: Calico's objects from the API server's watch cache, core
+    /// objects from storage page by page (see [`crate::rest::ReadFrom`]).
     pub async fn load(
         client: &Client,
         api: &ServedApis,
