@@ -8,8 +8,8 @@
 //! 2. IPPool creates through the real API server, `WEBHOOK_BENCH_CREATES` (default 200) without
 //!    and then with the webhook registered.
 //!
-//! Run: `cargo bench -p admission-webhook --bench load`; smoke size:
-//! `WEBHOOK_BENCH_SECONDS=3 WEBHOOK_BENCH_CREATES=30 cargo bench -p admission-webhook --bench load`.
+//! Run: `cargo bench -p admission-webhook --bench load`; smoke size (3 s per rate, 30 creates):
+//! `IPPOOL_BENCH_SMOKE=1 cargo bench -p admission-webhook --bench load`.
 //! `WEBHOOK_BENCH_BIN=PATH` runs that webhook binary instead of the workspace's (which is rebuilt
 //! in release mode when any source is newer than it).
 
@@ -51,8 +51,9 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let seconds = env_number("WEBHOOK_BENCH_SECONDS", 60);
-    let creates = env_number("WEBHOOK_BENCH_CREATES", 200) as usize;
+    let smoke = std::env::var_os("IPPOOL_BENCH_SMOKE").is_some();
+    let seconds = env_number("WEBHOOK_BENCH_SECONDS", if smoke { 3 } else { 60 });
+    let creates = env_number("WEBHOOK_BENCH_CREATES", if smoke { 30 } else { 200 }) as usize;
     let rates: Vec<u64> = std::env::var("WEBHOOK_BENCH_RATES")
         .unwrap_or_else(|_| "500,1000,2000".to_owned())
         .split(',')

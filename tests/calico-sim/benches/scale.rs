@@ -3,7 +3,8 @@
 //! Deployment until every pod is Running and Ready, and the sim's peak resident memory (VmHWM).
 //!
 //! `cargo bench -p calico-sim --bench scale`; `SIM_BENCH_PODS` / `SIM_BENCH_NODES` change the
-//! size (`SIM_BENCH_SMOKE=1` is 100 pods on 10 nodes).
+//! size (`IPPOOL_BENCH_SMOKE=1`, the
+//! smoke size every bench of the workspace honours, is 100 pods on 10 nodes).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ fn size(var: &str, smoke: usize, full: usize) -> usize {
         Ok(v) => v
             .parse()
             .unwrap_or_else(|_| panic!("{var}={v} is not a number of pods/nodes")),
-        Err(_) if std::env::var_os("SIM_BENCH_SMOKE").is_some() => smoke,
+        Err(_) if std::env::var_os("IPPOOL_BENCH_SMOKE").is_some() => smoke,
         Err(_) => full,
     }
 }

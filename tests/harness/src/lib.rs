@@ -28,6 +28,14 @@ pub use wait::{wait_for, wait_for_all};
 pub use workspace_bin::{try_workspace_bin, workspace_bin};
 
 /// The root of this repository (the Cargo workspace).
+///
+/// Found at run time from the working directory (cargo runs tests in their package's directory),
+/// because a test binary built in one clone may be reused from a shared target directory by another
+/// clone whose sources are older; the compile-time path is the fallback.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+    let is_root = |dir: &std::path::Path| dir.join("tests/cluster/up").is_file();
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.ancestors().find(|dir| is_root(dir)).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))
 }
