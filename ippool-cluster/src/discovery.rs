@@ -53,7 +53,7 @@ impl CidrSource {
         match self {
             CidrSource::Flag => "--cluster-cidr flag",
             CidrSource::KubeadmConfig => {
-                "kube-system/kubeadm-config ConfigMap (ClusterConfiguration networking.podSubnet)"
+                "kube-system/kubeadm-config ConfigMap (ClusterConfiguration networking)"
             }
             CidrSource::KubeProxyConfig => {
                 "kube-system/kube-proxy ConfigMap (config.conf clusterCIDR)"

@@ -72,6 +72,16 @@ async fn leaked_allocations_are_released_only_when_asked() {
         names_of::<IpamHandle>(&client).await,
     );
     assert_eq!(after_dry, before);
+    // The server dry run sent the pool's delete for the API server to judge; the pool is still there.
+    assert!(
+        dry.stdout
+            .contains("old deleted (server dry run: the API server accepted the delete)"),
+        "{}",
+        dry.stdout
+    );
+    let mut pools = names_of::<IpPool>(&client).await;
+    pools.sort();
+    assert_eq!(pools, ["new", "old"]);
 
     let deleted = ippool(&cp, &["delete", "old", "--release-leaked"]).expect(0);
     assert!(

@@ -1,7 +1,6 @@
 //! Carrying out a [`crate::plan::Plan`]: the ordered, resumable steps of a migration, the moves
 //! of workloads, the lock and record kept in the cluster, progress events, and the blockSize
-//! resize built on two migrations. This is the only code of the crate that changes pools and
-//! workloads.
+//! resize built on two migrations. The only code that changes workloads.
 
 pub mod events;
 pub mod execute;

@@ -4,6 +4,7 @@
 //! affinities in Calico's order and deletes the pool.
 
 use clap::Args;
+use ippool_cluster::api::CalicoKind;
 use ippool_cluster::pool_delete::{DeleteAssessment, DeleteError, assess, delete_pool};
 use ippool_cluster::release::ReleaseStep;
 use ippool_cluster::snapshot::Parts;
@@ -23,7 +24,8 @@ pub struct DeleteArgs {
     #[arg(long = "release-leaked")]
     pub release_leaked: bool,
 
-    /// `client` or `server`: check everything and print what would be done; write nothing.
+    /// `client` or `server`: check everything and print what would be done; write nothing
+    /// (`server` also sends the pool's delete as a dry run, for the API server and its webhooks to judge).
     #[command(flatten)]
     pub dry_run: DryRunArg,
 
@@ -128,7 +130,23 @@ pub fn run(args: &DeleteArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         let reference = pool_ref(&live.apis, &args.name);
         if args.dry_run.dry_run != DryRun::None {
             print!("{}", describe_plan(&assessment, args.release_leaked));
-            println!("{reference} deleted (dry run: checked, nothing written)");
+            if args.dry_run.dry_run == DryRun::Server {
+                // The pool's own delete, judged by the API server and its admission webhooks at
+                // the version assessed; the releases before it have no server-side dry run.
+                live.calico
+                    .delete(
+                        CalicoKind::Pool,
+                        &args.name,
+                        assessment.resource_version.as_deref(),
+                        true,
+                    )
+                    .await?;
+                println!(
+                    "{reference} deleted (server dry run: the API server accepted the delete)"
+                );
+            } else {
+                println!("{reference} deleted (dry run: checked, nothing written)");
+            }
             return Ok(Outcome::Clean);
         }
         let mut report = async |step: ReleaseStep| eprintln!("  {step}");

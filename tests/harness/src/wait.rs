@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt::Debug, pin::pin, time::Duration};
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use kube::{
     Api, Resource, ResourceExt,
     runtime::{
@@ -78,24 +78,11 @@ where
         let mut events = pin!(watcher(api.clone(), config).default_backoff());
         let mut relisting: Option<BTreeMap<(String, String), K>> = None;
         while let Some(event) = events.next().await {
-            match event {
-                Ok(Event::Init) => relisting = Some(BTreeMap::new()),
-                Ok(Event::InitApply(obj)) => {
-                    relisting
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key(&obj), obj);
-                }
-                Ok(Event::InitDone) => current = relisting.take().unwrap_or_default(),
-                Ok(Event::Apply(obj)) => {
-                    current.insert(key(&obj), obj);
-                }
-                Ok(Event::Delete(obj)) => {
-                    current.remove(&key(&obj));
-                }
-                Err(e) => {
-                    last_error = Some(e.to_string());
-                    continue;
-                }
+            apply(event, &mut current, &mut relisting, &mut last_error);
+            // A burst of events is judged once, after its last event: judging copies the whole set,
+            // which at thousands of objects would otherwise cost more than the cluster under test.
+            while let Some(Some(event)) = events.next().now_or_never() {
+                apply(event, &mut current, &mut relisting, &mut last_error);
             }
             // The watcher opens with Init, so nothing is judged before the first complete list.
             if relisting.is_none() {
@@ -140,6 +127,31 @@ where
                 ),
             })
         }
+    }
+}
+
+/// Folds one watch event into the current set (or the relist in progress).
+fn apply<K: Resource>(
+    event: Result<Event<K>, watcher::Error>,
+    current: &mut BTreeMap<(String, String), K>,
+    relisting: &mut Option<BTreeMap<(String, String), K>>,
+    last_error: &mut Option<String>,
+) {
+    match event {
+        Ok(Event::Init) => *relisting = Some(BTreeMap::new()),
+        Ok(Event::InitApply(obj)) => {
+            relisting
+                .get_or_insert_with(BTreeMap::new)
+                .insert(key(&obj), obj);
+        }
+        Ok(Event::InitDone) => *current = relisting.take().unwrap_or_default(),
+        Ok(Event::Apply(obj)) => {
+            current.insert(key(&obj), obj);
+        }
+        Ok(Event::Delete(obj)) => {
+            current.remove(&key(&obj));
+        }
+        Err(e) => *last_error = Some(e.to_string()),
     }
 }
 
