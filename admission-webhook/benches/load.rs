@@ -9,7 +9,7 @@
 //!    and then with the webhook registered.
 //!
 //! Run: `cargo bench -p admission-webhook --bench load`; smoke size (3 s per rate, 30 creates):
-//! `IPPOOL_BENCH_SMOKE=1 cargo bench -p admission-webhook --bench load`.
+//! `IPPOOL_BENCH_SMOKE=1 cargo bench -p admission-webhook --bench load`, or `cargo test --benches`.
 //! `WEBHOOK_BENCH_BIN=PATH` runs that webhook binary instead of the workspace's (which is rebuilt
 //! in release mode when any source is newer than it).
 
@@ -51,7 +51,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let smoke = std::env::var_os("IPPOOL_BENCH_SMOKE").is_some();
+    let smoke = harness::bench::smoke_size();
     let seconds = env_number("WEBHOOK_BENCH_SECONDS", if smoke { 3 } else { 60 });
     let creates = env_number("WEBHOOK_BENCH_CREATES", if smoke { 30 } else { 200 }) as usize;
     let rates: Vec<u64> = std::env::var("WEBHOOK_BENCH_RATES")

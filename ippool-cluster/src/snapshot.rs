@@ -513,7 +513,7 @@ struct SlimNamespace {
 async fn load_pods(client: &Client) -> Result<Vec<PodInfo>, RequestError> {
     let (pods, replica_sets) = futures::try_join!(
         list_all::<SlimPod>(client, "/api/v1/pods", "pods"),
-        list_all::<SlimReplicaSet>(client, "/apis/apps/v1/replicasets", "replicasets.apps/v1",),
+        list_all::<SlimReplicaSet>(client, "/apis/apps/v1/replicasets", "replicasets.apps/v1"),
     )?;
     // (namespace, ReplicaSet) → its controlling Deployment, if any.
     let deployments: HashMap<(String, String), String> = replica_sets

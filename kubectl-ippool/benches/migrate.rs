@@ -57,7 +57,7 @@ fn sizes() -> Sizes {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let smoke = smoke_size();
+    let smoke = harness::bench::smoke_size();
     Sizes {
         deployments: read("IPPOOL_BENCH_DEPLOYMENTS", if smoke { 5 } else { 200 }),
         replicas: read("IPPOOL_BENCH_REPLICAS", if smoke { 4 } else { 10 }),
@@ -438,10 +438,4 @@ fn main() -> anyhow::Result<()> {
         ours.wall.as_secs_f64() / documented.wall.as_secs_f64()
     );
     Ok(())
-}
-
-/// `cargo bench` passes `--bench`; `cargo test --benches` (as CI runs it) does not, and gets the
-/// smoke size, as does `IPPOOL_BENCH_SMOKE=1`.
-fn smoke_size() -> bool {
-    std::env::var_os("IPPOOL_BENCH_SMOKE").is_some() || !std::env::args().any(|a| a == "--bench")
 }

@@ -44,7 +44,7 @@ fn sizes() -> Sizes {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    if smoke_size() {
+    if harness::bench::smoke_size() {
         return Sizes {
             pods: 200,
             blocks: 40,
@@ -323,10 +323,4 @@ fn main() -> anyhow::Result<()> {
 fn which(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// `cargo bench` passes `--bench`; `cargo test --benches` (as CI runs it) does not, and gets the
-/// smoke size, as does `IPPOOL_BENCH_SMOKE=1`.
-fn smoke_size() -> bool {
-    std::env::var_os("IPPOOL_BENCH_SMOKE").is_some() || !std::env::args().any(|a| a == "--bench")
 }

@@ -3,8 +3,8 @@
 //! Deployment until every pod is Running and Ready, and the sim's peak resident memory (VmHWM).
 //!
 //! `cargo bench -p calico-sim --bench scale`; `SIM_BENCH_PODS` / `SIM_BENCH_NODES` change the
-//! size (`IPPOOL_BENCH_SMOKE=1`, the
-//! smoke size every bench of the workspace honours, is 100 pods on 10 nodes).
+//! size; the smoke size (`IPPOOL_BENCH_SMOKE=1` or `cargo test --benches`, as for every bench of
+//! the workspace) is 100 pods on 10 nodes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ fn size(var: &str, smoke: usize, full: usize) -> usize {
         Ok(v) => v
             .parse()
             .unwrap_or_else(|_| panic!("{var}={v} is not a number of pods/nodes")),
-        Err(_) if std::env::var_os("IPPOOL_BENCH_SMOKE").is_some() => smoke,
+        Err(_) if harness::bench::smoke_size() => smoke,
         Err(_) => full,
     }
 }
@@ -43,8 +43,8 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 const WAIT_LIMIT: Duration = Duration::from_secs(3600);
 
 /// Follows the pods until `count` are Ready; returns their addresses by UID. Counts as events
-/// arrive (the harness's `wait_for_all` re-examines the whole set on every event, which at
-/// thousands of pods would measure the waiter rather than the sim).
+/// arrive (the harness's `wait_for_all` copies the whole set after every burst of events, which
+/// at thousands of pods arriving one by one would measure the waiter rather than the sim).
 async fn wait_all_ready(client: Client, count: usize) -> HashMap<String, String> {
     let api = Api::<Pod>::namespaced(client, "default");
     let mut events = std::pin::pin!(

@@ -9,6 +9,7 @@
 //! Without control-plane binaries, [`ControlPlane::start`] prints a `SKIPPED …` notice and returns
 //! `Ok(None)`; with `CI` set that is an error. See `tests/cluster/README.md`.
 
+pub mod bench;
 mod control_plane;
 pub mod crds;
 mod error;
