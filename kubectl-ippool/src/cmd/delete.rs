@@ -133,7 +133,8 @@ pub fn run(args: &DeleteArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             if args.dry_run.dry_run == DryRun::Server {
                 // The pool's own delete, judged by the API server and its admission webhooks at
                 // the version assessed; the releases before it have no server-side dry run.
-                live.calico
+                let existed = live
+                    .calico
                     .delete(
                         CalicoKind::Pool,
                         &args.name,
@@ -141,6 +142,12 @@ pub fn run(args: &DeleteArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                         true,
                     )
                     .await?;
+                if !existed {
+                    return Err(DeleteError::Gone {
+                        pool: args.name.clone(),
+                    }
+                    .into());
+                }
                 println!(
                     "{reference} deleted (server dry run: the API server accepted the delete)"
                 );
