@@ -17,7 +17,6 @@ use kube::{
     },
 };
 
-
 fn established(crd: &CustomResourceDefinition) -> bool {
     conditions::is_crd_established().matches_object(Some(crd))
 }
