@@ -118,6 +118,7 @@ const CORPUS: &[&str] = &[
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, natOutgoing: 'true', disabled: 1, disableBGPExport: []}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: Workload}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: [Workload, 7, {a: b}]}\n",
+    "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: [Workload, ~]}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: Sometimes}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: ''}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: 3}\n",
