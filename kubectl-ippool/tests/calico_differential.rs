@@ -10,8 +10,8 @@
 //! existing pools and IPAM blocks) are skipped on our side for want of context and find nothing
 //! in Calico's empty datastore; the conformance test covers them with Calico's own cases.
 //!
-//! Needs `calico-validate` in `$IPPOOL_UPSTREAM_BIN` (default: the folder `tests/upstream/build`
-//! links its binaries into); without it the test fails, unless `IPPOOL_SKIP_UPSTREAM=1`.
+//! Needs `calico-validate` among the upstream binaries (`tests/upstream/build`, or `$KUBE_BINARIES`);
+//! without it the test fails and says how to build it.
 //! `IPPOOL_DIFF_SEED` and `IPPOOL_DIFF_POOLS` replay or widen the generated corpus.
 
 mod calico_corpus;
@@ -281,31 +281,17 @@ fn ours(object: &Value) -> (BTreeSet<&'static str>, Vec<String>) {
     (codes, messages)
 }
 
-/// Where `calico-validate` is, or `None` when the runner opted out; a missing binary fails.
-fn calico_validate() -> Option<PathBuf> {
-    if std::env::var("IPPOOL_SKIP_UPSTREAM").is_ok_and(|v| v == "1") {
-        println!("NOTICE: IPPOOL_SKIP_UPSTREAM=1: the differential against Calico is not run");
-        return None;
-    }
-    let dir = match std::env::var_os("IPPOOL_UPSTREAM_BIN") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-                .expect("HOME or XDG_CACHE_HOME is set");
-            cache.join("ippool/upstream/bin")
-        }
-    };
+/// Where `calico-validate` is: among the upstream binaries the cluster tests use (a missing one
+/// fails with how to build it; `IPPOOL_SKIP_CLUSTER=1 ./dev test` leaves this test out, counted).
+fn calico_validate() -> PathBuf {
+    let dir = harness::upstream_binaries().unwrap_or_else(|e| panic!("{e}"));
     let bin = dir.join("calico-validate");
     assert!(
         bin.is_file(),
-        "{} is missing: build it with `tests/upstream/build calico-v3.31` (or point IPPOOL_UPSTREAM_BIN \
-         at a folder holding calico-validate); to run without the differential, opt out explicitly \
-         with IPPOOL_SKIP_UPSTREAM=1",
+        "{} is missing: build it with `tests/upstream/build calico-v3.31`",
         bin.display()
     );
-    Some(bin)
+    bin
 }
 
 /// Calico's verdicts on `objects`, in order, from one run of `calico-validate`.
@@ -568,9 +554,7 @@ fn keep(entries: &[Entry], judged: &[Judged<'_>], table: &str) -> PathBuf {
 
 #[test]
 fn calico_and_we_agree_on_every_pool_but_the_documented() {
-    let Some(bin) = calico_validate() else {
-        return;
-    };
+    let bin = calico_validate();
     let seed = env_number("IPPOOL_DIFF_SEED", DEFAULT_SEED);
     let count = env_number("IPPOOL_DIFF_POOLS", DEFAULT_POOLS);
     let mut entries = conformance_pools();
@@ -629,9 +613,7 @@ fn calico_and_we_agree_on_every_pool_but_the_documented() {
 
 #[test]
 fn every_documented_difference_shows_in_its_example() {
-    let Some(bin) = calico_validate() else {
-        return;
-    };
+    let bin = calico_validate();
     let entries: Vec<Entry> = DOCUMENTED
         .iter()
         .map(|d| {
