@@ -68,10 +68,7 @@ fn main() {
 }
 
 async fn run(duration: Duration, rates: &[u64], creates: usize) {
-    let Some(cp) = ControlPlane::start().expect("control plane") else {
-        eprintln!("load bench skipped: no control-plane binaries");
-        return;
-    };
+    let cp = ControlPlane::start().expect("control plane");
     let client = cp.client().await;
     let pools = Api::<DynamicObject>::all_with(client.clone(), &resource("IPPool", "ippools"));
     let blocks =

@@ -168,10 +168,8 @@ fn in_new(pod: &Pod) -> bool {
         .is_some_and(|ip| ip.starts_with("10.0."))
 }
 
-async fn setup(sizes: &Sizes) -> anyhow::Result<Option<(ControlPlane, Sim, Client)>> {
-    let Some(cp) = ControlPlane::start()? else {
-        return Ok(None);
-    };
+async fn setup(sizes: &Sizes) -> anyhow::Result<(ControlPlane, Sim, Client)> {
+    let cp = ControlPlane::start()?;
     let sim = Sim::start(
         &cp,
         SimOptions {
@@ -222,7 +220,7 @@ async fn setup(sizes: &Sizes) -> anyhow::Result<Option<(ControlPlane, Sim, Clien
         .try_collect::<Vec<()>>()
         .await?;
     all_ready(&client, sizes, |_| true).await?;
-    Ok(Some((cp, sim, client)))
+    Ok((cp, sim, client))
 }
 
 /// Waits until every expected pod is Ready and passes `placed`, and no other pod exists.
@@ -277,10 +275,8 @@ async fn run_blocking(
     .await?
 }
 
-async fn ours(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
-    let Some((cp, _sim, client)) = setup(sizes).await? else {
-        return Ok(None);
-    };
+async fn ours(sizes: &Sizes) -> anyhow::Result<Figures> {
+    let (cp, _sim, client) = setup(sizes).await?;
     let unavailable = Unavailability::start(&client, sizes.deployments, sizes.replicas).await;
     let started = Instant::now();
     let args: Vec<String> = [
@@ -312,12 +308,12 @@ async fn ours(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
         .rfind(|e| e["event"] == "finished")
         .ok_or_else(|| anyhow::anyhow!("no finished event in:\n{stdout}"))?;
     all_ready(&client, sizes, in_new).await?;
-    Ok(Some(Figures {
+    Ok(Figures {
         wall,
         unavailable_pod_seconds: unavailable.stop(),
         api_requests: finished["stats"]["apiRequests"].as_u64().unwrap_or(0),
         peak_rss_kib: Some(rss),
-    }))
+    })
 }
 
 /// `kubectl -v=6` logs one line per request: `GET https://… 200 OK in 3 milliseconds`.
@@ -332,10 +328,8 @@ fn requests_logged(stderr: &str) -> u64 {
         .count() as u64
 }
 
-async fn documented(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
-    let Some((cp, _sim, client)) = setup(sizes).await? else {
-        return Ok(None);
-    };
+async fn documented(sizes: &Sizes) -> anyhow::Result<Figures> {
+    let (cp, _sim, client) = setup(sizes).await?;
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("new-pool.yaml");
     std::fs::write(
@@ -383,12 +377,12 @@ async fn documented(sizes: &Sizes) -> anyhow::Result<Option<Figures>> {
     .await?;
     requests += requests_logged(&stderr);
     let wall = started.elapsed();
-    Ok(Some(Figures {
+    Ok(Figures {
         wall,
         unavailable_pod_seconds: unavailable.stop(),
         api_requests: requests,
         peak_rss_kib: None,
-    }))
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -399,9 +393,6 @@ fn main() -> anyhow::Result<()> {
         let documented = documented(&sizes).await?;
         anyhow::Ok((ours, documented))
     })?;
-    let (Some(ours), Some(documented)) = (ours, documented) else {
-        return Ok(());
-    };
     println!(
         "{} pods in {} Deployments (strategy: {}) on {} nodes, pods start in {} ms; ours with \
          --concurrency {}.\n",

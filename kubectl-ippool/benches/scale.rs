@@ -259,9 +259,7 @@ fn row(name: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
 
 fn main() -> anyhow::Result<()> {
     let sizes = sizes();
-    let Some(cp) = ControlPlane::start()? else {
-        return Ok(());
-    };
+    let cp = ControlPlane::start()?;
     let runtime = tokio::runtime::Runtime::new()?;
     let started = Instant::now();
     runtime.block_on(async {

@@ -11,7 +11,7 @@ use support::{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn leaked_allocations_are_released_only_when_asked() {
-    let Some(cp) = control_plane() else { return };
+    let cp = control_plane();
     let client = cp.client().await;
     create_pool(&client, &pool("old", "10.40.0.0/16", 26, true)).await;
     create_pool(&client, &pool("new", "10.41.0.0/16", 26, false)).await;

@@ -69,7 +69,7 @@ fn unreachable_server_and_unknown_context() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_permission_and_missing_pool() {
-    let Some(cp) = control_plane() else { return };
+    let cp = control_plane();
     let client = cp.client().await;
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
     harness::wait_for(

@@ -102,7 +102,7 @@ async fn seed_leftovers(client: &kube::Client) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_lists_then_removes_only_safe_leftovers() {
-    let Some(cp) = control_plane() else { return };
+    let cp = control_plane();
     let client = cp.client().await;
     seed_leftovers(&client).await;
     let blocks_before = names_of::<IpamBlock>(&client).await;
@@ -179,7 +179,7 @@ async fn gc_lists_then_removes_only_safe_leftovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_concurrent_allocation_wins_the_block() {
-    let Some(cp) = control_plane() else { return };
+    let cp = control_plane();
     let client = cp.client().await;
     create_pool(&client, &pool("default", "10.10.0.0/16", 26, false)).await;
     create_node(&client, "node-a").await;

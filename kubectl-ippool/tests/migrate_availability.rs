@@ -11,9 +11,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn rollouts_and_evictions_keep_the_promised_pods_ready() {
-    let Some(c) = start(3, 1000).await else {
-        return;
-    };
+    let c = start(3, 1000).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

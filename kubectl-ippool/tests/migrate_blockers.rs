@@ -53,7 +53,7 @@ async fn refused(c: &TestCluster, needles: &[&str]) {
 
 #[tokio::test]
 async fn blockers_stop_the_run_and_change_nothing() {
-    let Some(c) = start(2, 0).await else { return };
+    let c = start(2, 0).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

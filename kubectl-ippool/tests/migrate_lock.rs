@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_second_migration_is_refused_until_the_first_is_aborted() {
-    let Some(c) = start(2, 0).await else { return };
+    let c = start(2, 0).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

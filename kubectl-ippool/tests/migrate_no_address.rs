@@ -13,7 +13,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_pod_without_an_address_stops_the_run_by_name() {
-    let Some(c) = start(3, 0).await else { return };
+    let c = start(3, 0).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

@@ -72,7 +72,7 @@ fn resumed(events: &[Value]) -> bool {
 
 #[tokio::test]
 async fn a_migration_killed_anywhere_finishes_when_run_again() {
-    let Some(c) = start(3, 400).await else { return };
+    let c = start(3, 400).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

@@ -20,7 +20,7 @@ fn steps(events: &[Value], kind: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn calico_tutorials_run_as_single_commands() {
-    let Some(c) = start(3, 200).await else { return };
+    let c = start(3, 200).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

@@ -13,7 +13,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn statefulsets_daemonsets_ondelete_jobs_and_bare_pods_move() {
-    let Some(c) = start(3, 200).await else { return };
+    let c = start(3, 200).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

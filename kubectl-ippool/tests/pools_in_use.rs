@@ -66,7 +66,7 @@ async fn tunnels_in(nodes: &Api<Node>, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_in_use_are_shown_and_protected() {
-    let Some(cp) = control_plane() else { return };
+    let cp = control_plane();
     let _sim = Sim::start(&cp, SimOptions::default()).expect("calico-sim starts");
     let client = cp.client().await;
 

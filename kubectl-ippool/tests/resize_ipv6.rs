@@ -12,7 +12,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn an_ipv6_pool_is_resized() {
-    let Some(c) = start(2, 100).await else { return };
+    let c = start(2, 100).await;
     create_pool(&c.client, "v6", "fd00:10:0:1::/112", 122, "Never").await;
     let rolling =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});

@@ -23,7 +23,7 @@ const RESIZE: &[&str] = &[
 
 #[tokio::test]
 async fn a_resize_killed_anywhere_finishes_when_run_again() {
-    let Some(c) = start(2, 200).await else { return };
+    let c = start(2, 200).await;
     create_pool(
         &c.client,
         "default-ipv4-ippool",

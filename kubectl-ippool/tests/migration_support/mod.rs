@@ -29,10 +29,9 @@ pub struct TestCluster {
     pub cp: ControlPlane,
 }
 
-/// A fresh control plane with `nodes` calico-sim nodes; `None` when the control plane binaries
-/// are not available here (the harness printed why).
-pub async fn start(nodes: usize, start_delay_ms: u64) -> Option<TestCluster> {
-    let cp = ControlPlane::start().expect("control plane")?;
+/// A fresh control plane with `nodes` calico-sim nodes.
+pub async fn start(nodes: usize, start_delay_ms: u64) -> TestCluster {
+    let cp = ControlPlane::start().expect("control plane");
     let sim = Sim::start(
         &cp,
         SimOptions {
@@ -43,7 +42,7 @@ pub async fn start(nodes: usize, start_delay_ms: u64) -> Option<TestCluster> {
     )
     .expect("calico-sim");
     let client = cp.client().await;
-    Some(TestCluster { sim, client, cp })
+    TestCluster { sim, client, cp }
 }
 
 impl TestCluster {

@@ -20,8 +20,8 @@ use kube::runtime::wait::conditions;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-/// A control plane for one test, or `None` (after the harness printed SKIPPED) without binaries.
-pub fn control_plane() -> Option<ControlPlane> {
+/// A control plane for one test.
+pub fn control_plane() -> ControlPlane {
     ControlPlane::start().expect("control plane starts")
 }
 

@@ -88,9 +88,7 @@ fn ready(pod: &Pod) -> bool {
 async fn main() {
     let pods = size("SIM_BENCH_PODS", 100, 2000);
     let nodes = size("SIM_BENCH_NODES", 10, 100);
-    let Some(cp) = ControlPlane::start().expect("control plane") else {
-        return;
-    };
+    let cp = ControlPlane::start().expect("control plane");
     let sim = Sim::start(
         &cp,
         SimOptions {

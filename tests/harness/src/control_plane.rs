@@ -14,15 +14,24 @@ use kube::{
 };
 
 use crate::{
-    HarnessError, crds,
+    HarnessError, IpamCheck, IpamShow, calicoctl, crds,
     process::{self, RecordedProcess},
     wait::wait_for,
 };
 
-const GET_BINARIES: &str = "run tests/cluster/kube-binaries once (builds kube-apiserver and \
-kube-controller-manager from Debian's kubernetes source package in about 9 minutes; .ci/install-system \
-installs what it needs), or set KUBEBUILDER_ASSETS to a folder holding etcd, kube-apiserver and \
-kube-controller-manager";
+const GET_BINARIES: &str = "build them with `tests/upstream/build` (Kubernetes, etcd and Calico from \
+the Go module proxy, cached under ~/.cache/ippool/upstream; `./dev test` does this), or set KUBE_BINARIES \
+to a folder holding them; to run without the cluster tests, opt out with `IPPOOL_SKIP_CLUSTER=1 ./dev test`";
+
+/// What `tests/cluster/up` runs; a folder missing one of them cannot start a control plane.
+const REQUIRED: [&str; 6] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kube-controllers",
+];
 
 /// When set, every control plane's directory (logs, kubeconfig) is kept, not only a panicking test's.
 const KEEP_LOGS: &str = "IPPOOL_KEEP_CLUSTER_LOGS";
@@ -36,22 +45,14 @@ pub struct ControlPlane {
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     running: bool,
+    binaries: PathBuf,
 }
 
 impl ControlPlane {
-    /// Starts a fresh control plane. Without control-plane binaries this prints a
-    /// `SKIPPED (no control-plane binaries): …` notice and returns `Ok(None)`, unless `CI` is set,
-    /// where it is an error.
-    pub fn start() -> Result<Option<ControlPlane>, HarnessError> {
-        let Some(binaries) = kube_binaries()? else {
-            if in_ci() {
-                return Err(HarnessError::BinariesMissing {
-                    how: GET_BINARIES.to_owned(),
-                });
-            }
-            eprintln!("SKIPPED (no control-plane binaries): {GET_BINARIES}");
-            return Ok(None);
-        };
+    /// Starts a fresh control plane. Without the upstream binaries this is an error that says how
+    /// to build them: a cluster test never passes without running.
+    pub fn start() -> Result<ControlPlane, HarnessError> {
+        let binaries = upstream_binaries()?;
         // The ports `up` gets from the kernel are free when asked for, but a parallel test may
         // take one before etcd or the API server binds it: that failure is worth another try.
         let up = cluster_script("up");
@@ -92,20 +93,54 @@ impl ControlPlane {
         let stderr = String::from_utf8_lossy(&output.stderr);
         eprint!("{stderr}");
         let kubeconfig = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        Ok(Some(ControlPlane {
+        Ok(ControlPlane {
             dir,
             kubeconfig,
             running: true,
-        }))
+            binaries,
+        })
     }
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
     }
 
+    /// The kubeconfig of one of the component identities of `tests/cluster/rbac.yaml`
+    /// (`calico-cni-plugin`, `calico-node`, `calico-kube-controllers`, `calico-sim`).
+    pub fn kubeconfig_of(&self, user: &str) -> PathBuf {
+        self.dir().join(format!("kubeconfig-{user}"))
+    }
+
+    /// The folder of upstream binaries this control plane runs (`tests/upstream/build`'s `bin/`):
+    /// kubectl, calicoctl, Calico's CNI plugin and the rest come from here too.
+    pub fn binaries(&self) -> &Path {
+        &self.binaries
+    }
+
     /// The directory holding the kubeconfig, the components' logs (`*.log`) and the PID records.
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `calicoctl ARGS` (the pinned release's) against this cluster; its standard output.
+    pub fn calicoctl(&self, args: &[&str]) -> Result<String, HarnessError> {
+        calicoctl::run(&self.binaries, &self.kubeconfig, args)
+    }
+
+    /// What `calicoctl ipam check` finds in this cluster: the independent judge of IPAM state.
+    pub fn ipam_check(&self) -> Result<IpamCheck, HarnessError> {
+        calicoctl::ipam_check(&self.binaries, &self.kubeconfig)
+    }
+
+    /// What `calicoctl ipam show --show-blocks` counts per pool and block.
+    pub fn ipam_show(&self) -> Result<IpamShow, HarnessError> {
+        calicoctl::ipam_show(&self.binaries, &self.kubeconfig)
+    }
+
+    /// Stops calico-kube-controllers (its IPAM garbage collector would race a state a test seeds on
+    /// purpose); the rest of the control plane runs on.
+    pub fn stop_kube_controllers(&self) -> Result<(), HarnessError> {
+        process::stop_recorded(self.dir(), "kube-controllers")
     }
 
     /// A client with kube's default retries (HTTP 429 is retried with backoff).
@@ -130,7 +165,7 @@ impl ControlPlane {
 
     /// Installs the `projectcalico.org/v3` IPPool CRD (Calico 3.32's native-v3 preview), for tests
     /// of the v3 group, and waits until it is Established. Taken from
-    /// `../shared/calico-crds/v3-preview/` when present, else from `tests/cluster/crds/v3-preview/`.
+    /// the project's `tests/cluster/crds/v3-preview/`.
     pub async fn install_v3_crd(&self) -> Result<(), HarnessError> {
         let client = self.try_client(true).await?;
         let api: Api<CustomResourceDefinition> = Api::all(client);
@@ -239,37 +274,42 @@ pub(crate) fn cluster_script(name: &str) -> PathBuf {
     crate::repo_root().join("tests/cluster").join(name)
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+/// The folder with the upstream binaries: `$KUBE_BINARIES` when set (as `./dev` does), else what
+/// `tests/upstream/build --cached` has already built (it never builds); looked up once per process.
+pub fn upstream_binaries() -> Result<PathBuf, HarnessError> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(find_binaries)
+        .clone()
+        .map_err(|why| HarnessError::BinariesMissing {
+            why,
+            how: GET_BINARIES.to_owned(),
+        })
 }
 
-/// The folder with etcd, kube-apiserver and kube-controller-manager: `$KUBE_BINARIES` when set
-/// (as `./dev` does), else what `kube-binaries --cached` finds without building; looked up once
-/// per test process.
-fn kube_binaries() -> Result<Option<PathBuf>, HarnessError> {
-    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    if let Some(found) = FOUND.get() {
-        return Ok(found.clone());
+fn find_binaries() -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("KUBE_BINARIES").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let script = crate::repo_root().join("tests/upstream/build");
+            let output = Command::new(&script)
+                .arg("--cached")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+            if !output.status.success() {
+                return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+            }
+            PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+        }
+    };
+    let missing: Vec<&str> = REQUIRED
+        .into_iter()
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if missing.is_empty() {
+        Ok(dir)
+    } else {
+        Err(format!("{} has no {}", dir.display(), missing.join(", ")))
     }
-    if let Some(dir) = std::env::var_os("KUBE_BINARIES").filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
-        let complete = ["etcd", "kube-apiserver", "kube-controller-manager"]
-            .iter()
-            .all(|b| dir.join(b).is_file());
-        return Ok(FOUND.get_or_init(|| complete.then_some(dir)).clone());
-    }
-    let script = cluster_script("kube-binaries");
-    let output = Command::new(&script)
-        .arg("--cached")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| HarnessError::Spawn {
-            command: script.display().to_string(),
-            source,
-        })?;
-    let found = output
-        .status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()));
-    Ok(FOUND.get_or_init(|| found).clone())
 }

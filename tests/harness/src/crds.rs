@@ -1,5 +1,7 @@
-//! The Calico CRD manifests the control plane installs: `../shared/calico-crds/` beside the
-//! repository when it exists (the reference copy), else the project's own `tests/cluster/crds/`.
+//! CRD manifests: the `crd.projectcalico.org/v1` CRDs come from the pinned Calico release itself
+//! (`tests/upstream/build` puts them in its `bin/crds/`, and `tests/cluster/up` installs them); the
+//! project keeps only the `projectcalico.org/v3` IPPool CRD of Calico 3.32's native-v3 preview,
+//! which the Go module proxy does not serve here (see `tests/upstream/README.md`).
 
 use std::{
     fs,
@@ -10,20 +12,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 use crate::HarnessError;
 
-/// The project's own copy of the `crd.projectcalico.org/v1` CRDs.
-pub fn project_dir() -> PathBuf {
-    crate::repo_root().join("tests/cluster/crds")
+/// Calico's own CRDs in a folder of upstream binaries (see [`crate::ControlPlane::binaries`]).
+pub fn calico_dir(binaries: &Path) -> PathBuf {
+    binaries.join("crds")
 }
 
-/// The shared reference copy, when this checkout has one beside it.
-pub fn shared_dir() -> Option<PathBuf> {
-    let dir = crate::repo_root().join("../shared/calico-crds");
-    dir.is_dir().then_some(dir)
-}
-
-/// Where the `projectcalico.org/v3` preview CRD is taken from (shared copy first).
+/// The project's copy of the `projectcalico.org/v3` IPPool CRD (Calico 3.32's native-v3 preview).
 pub fn v3_preview_dir() -> PathBuf {
-    shared_dir().unwrap_or_else(project_dir).join("v3-preview")
+    crate::repo_root().join("tests/cluster/crds/v3-preview")
 }
 
 /// Every CRD in the `*.yaml` files directly inside `dir` (as `kubectl apply -f dir` reads them), by

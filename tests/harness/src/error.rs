@@ -3,8 +3,8 @@ use std::{io, path::PathBuf, time::Duration};
 /// Everything that can go wrong while bringing up or driving the test cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("no control-plane binaries and CI is set, so this cannot be skipped: {how}")]
-    BinariesMissing { how: String },
+    #[error("the control plane's binaries are missing ({why}): {how}")]
+    BinariesMissing { why: String, how: String },
 
     #[error("`{command}` failed ({status}):\n{output}")]
     CommandFailed {

@@ -1,15 +1,17 @@
 //! Test fixture for everything that touches a cluster: a real Kubernetes control plane
-//! (`tests/cluster/up`: etcd, kube-apiserver, kube-controller-manager, the Calico CRDs) and
-//! `calico-sim` (fake nodes, scheduling, Calico IPAM), torn down when dropped — also when a test
-//! panics.
+//! (`tests/cluster/up`: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+//! calico-kube-controllers, Calico's CRDs, all built by `tests/upstream/build`) and `calico-sim`
+//! (fake nodes whose pods get their addresses from Calico's CNI plugin), torn down when dropped —
+//! also when a test panics.
 //!
 //! Pools, blocks, affinities and nodes are cluster-scoped, so namespaces do not isolate tests:
 //! a test that touches pools starts its own [`ControlPlane`] (each has its own etcd).
 //!
-//! Without control-plane binaries, [`ControlPlane::start`] prints a `SKIPPED …` notice and returns
-//! `Ok(None)`; with `CI` set that is an error. See `tests/cluster/README.md`.
+//! Without the upstream binaries, [`ControlPlane::start`] fails and says how to build them: a
+//! cluster test never passes without running. See `tests/cluster/README.md`.
 
 pub mod bench;
+mod calicoctl;
 mod control_plane;
 pub mod crds;
 mod error;
@@ -21,7 +23,8 @@ mod workspace_bin;
 
 use std::path::PathBuf;
 
-pub use control_plane::ControlPlane;
+pub use calicoctl::{IpamCheck, IpamShow, Usage};
+pub use control_plane::{ControlPlane, upstream_binaries};
 pub use error::HarnessError;
 pub use process::RecordedProcess;
 pub use sim::{Sim, SimOptions};

@@ -87,3 +87,37 @@ pub(crate) fn append_record(dir: &Path, name: &str, pid: u32) -> Result<(), Harn
         .map_err(HarnessError::io(&path))?;
     writeln!(file, "{name} {pid} {}", fields.start_time).map_err(HarnessError::io(&path))
 }
+
+/// Stops the recorded process called `name` (SIGTERM, then SIGKILL after 10 s) and waits until it
+/// is gone; a process that is not running is left as it is.
+pub(crate) fn stop_recorded(dir: &Path, name: &str) -> Result<(), HarnessError> {
+    let records = read_records(dir)?;
+    let Some(record) = records.iter().find(|r| r.name == name && r.is_running()) else {
+        return Ok(());
+    };
+    let pid =
+        rustix::process::Pid::from_raw(record.pid as i32).ok_or_else(|| HarnessError::Io {
+            path: dir.join("pids"),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "PID 0 recorded"),
+        })?;
+    // ESRCH: it exited on its own meanwhile, which is what was wanted.
+    let signal = |sig| match rustix::process::kill_process(pid, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(HarnessError::Io {
+            path: dir.join("pids"),
+            source: e.into(),
+        }),
+    };
+    signal(rustix::process::Signal::TERM)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut killed = false;
+    while record.is_running() {
+        if !killed && std::time::Instant::now() > deadline {
+            signal(rustix::process::Signal::KILL)?;
+            killed = true;
+        }
+        // A process's exit cannot be awaited from outside its parent; its /proc entry is polled.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}

@@ -1,32 +1,23 @@
-//! Without control-plane binaries a user's `cargo test` skips cluster tests with a notice, and CI
-//! fails. Its own test binary: it changes the environment of the whole process.
+//! Without control-plane binaries a cluster test fails, saying how to build them; it never
+//! passes without running. Its own test binary: it changes the environment of the whole process.
 
 use harness::{ControlPlane, HarnessError};
 
 #[test]
-fn missing_binaries_skip_outside_ci_and_fail_in_ci() {
+fn missing_binaries_fail_with_how_to_build_them() {
     let empty = tempfile::tempdir().expect("a temporary directory");
     // SAFETY: this binary runs this single test, on one thread, before anything reads the environment.
     unsafe {
-        std::env::set_var("KUBEBUILDER_ASSETS", empty.path());
-        std::env::remove_var("KUBE_BINARIES");
-        std::env::remove_var("CI");
+        std::env::set_var("KUBE_BINARIES", empty.path());
+        std::env::set_var("CI", "");
     }
-    assert!(
-        matches!(ControlPlane::start(), Ok(None)),
-        "skipped without CI"
-    );
-
-    // SAFETY: as above.
-    unsafe { std::env::set_var("CI", "true") };
     match ControlPlane::start() {
-        Err(HarnessError::BinariesMissing { how }) => {
-            assert!(how.contains("KUBEBUILDER_ASSETS"), "{how}")
+        Err(HarnessError::BinariesMissing { why, how }) => {
+            assert!(why.contains("kube-apiserver"), "{why}");
+            assert!(how.contains("tests/upstream/build"), "{how}");
+            assert!(how.contains("IPPOOL_SKIP_CLUSTER"), "{how}");
         }
         Err(other) => panic!("expected BinariesMissing, got {other}"),
-        Ok(started) => panic!(
-            "expected BinariesMissing, got a control plane: {}",
-            started.is_some()
-        ),
+        Ok(_) => panic!("expected BinariesMissing, got a control plane"),
     }
 }

@@ -18,9 +18,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_does() {
-    let Some(env) = start(sim_options(5)).await else {
-        return;
-    };
+    let env = start(sim_options(5)).await;
     let client = &env.client;
     create_pool(
         client,
@@ -101,9 +99,7 @@ impl AddressLog {
 
 #[tokio::test]
 async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
-    let Some(env) = start(sim_options(3)).await else {
-        return;
-    };
+    let env = start(sim_options(3)).await;
     let client = &env.client;
     let log = AddressLog::start(client);
     let (old_pool, new_pool) = (net("10.10.0.0/24"), net("10.20.0.0/24"));
@@ -162,9 +158,7 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
 
 #[tokio::test]
 async fn a_sim_killed_mid_scale_up_leaves_exactly_one_address_per_pod() {
-    let Some(mut env) = start(sim_options(4)).await else {
-        return;
-    };
+    let mut env = start(sim_options(4)).await;
     let client = env.client.clone();
     create_pool(
         &client,
@@ -216,9 +210,7 @@ async fn a_sim_killed_mid_scale_up_leaves_exactly_one_address_per_pod() {
 
 #[tokio::test]
 async fn pools_of_both_families_give_dual_stack_pods() {
-    let Some(env) = start(sim_options(3)).await else {
-        return;
-    };
+    let env = start(sim_options(3)).await;
     let client = &env.client;
     let (v4, v6) = (net("10.40.0.0/16"), net("fd00:40::/64"));
     create_pool(client, "v4", json!({"cidr": v4.to_string()})).await;
@@ -254,9 +246,7 @@ async fn pods_turn_ready_only_after_the_start_delay() {
         start_delay_ms: 1500,
         ..sim_options(1)
     };
-    let Some(env) = start(options).await else {
-        return;
-    };
+    let env = start(options).await;
     let client = &env.client;
     create_pool(client, "pool", json!({"cidr": "10.45.0.0/24"})).await;
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");

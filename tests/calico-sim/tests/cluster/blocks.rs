@@ -15,9 +15,7 @@ fn pinned(node: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
-    let Some(env) = start(sim_options(2)).await else {
-        return;
-    };
+    let env = start(sim_options(2)).await;
     let client = &env.client;
     create_pool(
         client,

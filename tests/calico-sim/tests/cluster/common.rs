@@ -30,12 +30,12 @@ pub struct Env {
     pub client: Client,
 }
 
-/// Starts a control plane and a sim; `None` when the harness skips (no binaries, not in CI).
-pub async fn start(options: SimOptions) -> Option<Env> {
-    let cp = ControlPlane::start().expect("control plane")?;
+/// Starts a control plane and a sim.
+pub async fn start(options: SimOptions) -> Env {
+    let cp = ControlPlane::start().expect("control plane");
     let sim = Sim::start(&cp, options).expect("calico-sim");
     let client = cp.client().await;
-    Some(Env { sim, cp, client })
+    Env { sim, cp, client }
 }
 
 pub fn sim_options(nodes: usize) -> SimOptions {

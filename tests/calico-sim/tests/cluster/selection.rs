@@ -24,9 +24,7 @@ fn assert_all_in(pods: &[Pod], pool: IpNet) {
 
 #[tokio::test]
 async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
-    let Some(env) = start(sim_options(2)).await else {
-        return;
-    };
+    let env = start(sim_options(2)).await;
     let client = &env.client;
     let (default, blue, green) = (
         net("10.50.0.0/24"),
@@ -124,9 +122,7 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
 
 #[tokio::test]
 async fn node_selectors_give_each_node_its_pools() {
-    let Some(env) = start(sim_options(4)).await else {
-        return;
-    };
+    let env = start(sim_options(4)).await;
     let client = &env.client;
     for (node, rack) in [
         ("sim-0", "a"),
@@ -164,9 +160,7 @@ async fn node_selectors_give_each_node_its_pools() {
 
 #[tokio::test]
 async fn namespace_selectors_give_each_namespace_its_pools() {
-    let Some(env) = start(sim_options(2)).await else {
-        return;
-    };
+    let env = start(sim_options(2)).await;
     let client = &env.client;
     let (team, general) = (net("10.70.0.0/24"), net("10.71.0.0/24"));
     create_pool(
@@ -193,9 +187,7 @@ async fn namespace_selectors_give_each_namespace_its_pools() {
 
 #[tokio::test]
 async fn allowed_uses_keep_workloads_and_tunnels_apart() {
-    let Some(env) = start(sim_options(2)).await else {
-        return;
-    };
+    let env = start(sim_options(2)).await;
     let client = &env.client;
     let (workloads, tunnels, balancers) = (
         net("10.80.0.0/24"),
@@ -235,9 +227,7 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
 
 #[tokio::test]
 async fn manual_pools_serve_only_pods_that_name_them() {
-    let Some(env) = start(sim_options(2)).await else {
-        return;
-    };
+    let env = start(sim_options(2)).await;
     let client = &env.client;
     let (automatic, manual) = (net("10.90.0.0/24"), net("10.91.0.0/24"));
     create_pool(
@@ -269,9 +259,7 @@ fn pinned(node: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
-    let Some(env) = start(sim_options(3)).await else {
-        return;
-    };
+    let env = start(sim_options(3)).await;
     let client = &env.client;
     set_ipam_config(client, true).await;
     // Two blocks of four addresses: enough for two nodes to claim one each, none for the third.

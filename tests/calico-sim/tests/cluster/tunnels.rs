@@ -95,9 +95,7 @@ fn inside(pool: IpNet) -> impl Fn(Option<IpAddr>) -> bool {
 
 #[tokio::test]
 async fn tunnel_addresses_follow_their_pool() {
-    let Some(env) = start(sim_options(3)).await else {
-        return;
-    };
+    let env = start(sim_options(3)).await;
     let client = &env.client;
     let (a, b, c) = (
         net("10.120.0.0/24"),

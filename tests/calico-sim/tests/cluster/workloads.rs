@@ -13,9 +13,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn daemonset_pods_land_one_per_node() {
-    let Some(env) = start(sim_options(4)).await else {
-        return;
-    };
+    let env = start(sim_options(4)).await;
     let client = &env.client;
     create_pool(
         client,
@@ -65,9 +63,7 @@ async fn wait_budget(pdbs: &Api<DynamicObject>, healthy: i64, allowed: i64) {
 
 #[tokio::test]
 async fn a_pod_disruption_budget_blocks_eviction() {
-    let Some(env) = start(sim_options(3)).await else {
-        return;
-    };
+    let env = start(sim_options(3)).await;
     let client = &env.client;
     create_pool(
         client,
