@@ -3,15 +3,19 @@
 //! 1. Open-loop, constant-rate AdmissionReviews over TLS keep-alive connections at each rate in
 //!    `WEBHOOK_BENCH_RATES` (default 500,1000,2000 per second) for `WEBHOOK_BENCH_SECONDS` each
 //!    (default 60). Every request has an intended send time fixed in advance; latency is measured
-//!    from it, so a stalled server cannot hide queued requests (no coordinated omission). The
-//!    generator's own lateness and the pure service time (send to answer) are shown beside it.
+//!    from it, so a stalled server cannot hide queued requests (no coordinated omission). Beside it,
+//!    each request's time is split into three parts that add up to it: the generator's own lateness
+//!    (intended send time → handed to the connections), the time queued behind the server (waiting
+//!    for a free keep-alive connection → actually sent), and the service time (sent → answered).
 //! 2. IPPool creates through the real API server, `WEBHOOK_BENCH_CREATES` (default 200) without
 //!    and then with the webhook registered.
 //!
 //! Run: `cargo bench -p admission-webhook --bench load`; smoke size (3 s per rate, 30 creates):
 //! `IPPOOL_BENCH_SMOKE=1 cargo bench -p admission-webhook --bench load`, or `cargo test --benches`.
 //! `WEBHOOK_BENCH_BIN=PATH` runs that webhook binary instead of the workspace's (which is rebuilt
-//! in release mode when any source is newer than it).
+//! in release mode when any source is newer than it). Writes `bench-results/webhook-load.json`; at
+//! every size the run fails unless every review got its expected verdict (zero errors) and the
+//! webhook is still running at the end.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
@@ -22,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use admission_webhook::certs::{GeneratedTls, generate_tls};
 use admission_webhook::manifest::{self, validating_webhook_configuration};
+use bench_record::Record;
 use harness::{ControlPlane, workspace_bin};
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt as _, Full};
@@ -52,6 +57,16 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 fn main() {
     let smoke = harness::bench::smoke_size();
+    let record = Record::start(
+        "webhook-load",
+        "cargo bench -p admission-webhook --bench load",
+        smoke,
+    );
+    // The seeded blocks hold addresses of nodes and pods that do not exist: calico-kube-controllers'
+    // IPAM garbage collector would release them mid-run and turn "deleting a pool in use" into an
+    // allowed delete. The control plane runs without it (tests/cluster/up).
+    // SAFETY: no other thread exists yet.
+    unsafe { std::env::set_var("IPPOOL_KUBE_CONTROLLERS", "0") };
     let seconds = env_number("WEBHOOK_BENCH_SECONDS", if smoke { 3 } else { 60 });
     let creates = env_number("WEBHOOK_BENCH_CREATES", if smoke { 30 } else { 200 }) as usize;
     let rates: Vec<u64> = std::env::var("WEBHOOK_BENCH_RATES")
@@ -64,10 +79,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(Duration::from_secs(seconds), &rates, creates));
+    let (figures, errors, webhook_exit) =
+        runtime.block_on(run(Duration::from_secs(seconds), &rates, creates));
+    record.write(figures).expect("the bench record is written");
+    // The invariants a run of any size exists to show; timings are figures, never asserted.
+    assert_eq!(errors, 0, "reviews without their expected verdict");
+    assert_eq!(webhook_exit, None, "the webhook exited during the run");
 }
 
-async fn run(duration: Duration, rates: &[u64], creates: usize) {
+/// The figures; the number of reviews without their expected verdict; the webhook's exit status if
+/// it is no longer running.
+async fn run(
+    duration: Duration,
+    rates: &[u64],
+    creates: usize,
+) -> (Value, u64, Option<std::process::ExitStatus>) {
     let cp = ControlPlane::start().expect("control plane");
     let client = cp.client().await;
     let pools = Api::<DynamicObject>::all_with(client.clone(), &resource("IPPool", "ippools"));
@@ -76,7 +102,7 @@ async fn run(duration: Duration, rates: &[u64], creates: usize) {
     seed(&pools, &blocks).await;
 
     let tls = generate_tls(&["127.0.0.1".to_owned()]).unwrap();
-    let webhook = Webhook::start(&cp, &tls);
+    let mut webhook = Webhook::start(&cp, &tls);
     println!(
         "webhook pid {} on 127.0.0.1:{}, view: {SEEDED_POOLS} pools, {SEEDED_BLOCKS} blocks; {CONNECTIONS} TLS keep-alive connections",
         webhook.child.id(),
@@ -95,12 +121,14 @@ async fn run(duration: Duration, rates: &[u64], creates: usize) {
 
     println!();
     println!(
-        "| rate/s | sent | errors | p50 ms | p99 ms | max ms | service p50 ms | service p99 ms | generator lag p99 ms | RSS before → after MiB |"
+        "| rate/s | sent | errors | p50 ms | p99 ms | max ms | service p50 ms | service p99 ms | queued p99 ms | generator lateness p99 ms | RSS before → after MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let mut errors = 0;
+    let mut rate_figures = Vec::new();
     for (rate, r, before, after) in &rows {
         println!(
-            "| {rate} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} → {:.1} |",
+            "| {rate} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} → {:.1} |",
             r.sent,
             r.errors,
             ms(r.latency.value_at_quantile(0.5)),
@@ -108,16 +136,36 @@ async fn run(duration: Duration, rates: &[u64], creates: usize) {
             ms(r.latency.max()),
             ms(r.service.value_at_quantile(0.5)),
             ms(r.service.value_at_quantile(0.99)),
-            ms(r.lag.value_at_quantile(0.99)),
+            ms(r.queued.value_at_quantile(0.99)),
+            ms(r.lateness.value_at_quantile(0.99)),
             *before as f64 / 1024.0,
             *after as f64 / 1024.0,
         );
+        errors += r.errors;
+        rate_figures.push(json!({
+            "rate_per_s": rate,
+            "sent": r.sent,
+            "errors": r.errors,
+            "latency_ms": quantiles(&r.latency),
+            "service_ms": quantiles(&r.service),
+            "queued_ms": quantiles(&r.queued),
+            "generator_lateness_ms": quantiles(&r.lateness),
+            "webhook_rss_kib": {"before": before, "after": after},
+        }));
     }
+    let rss_end = rss_kib(webhook.child.id());
     println!(
         "webhook RSS over the whole run: {:.1} → {:.1} MiB",
         rss_start as f64 / 1024.0,
-        rss_kib(webhook.child.id()) as f64 / 1024.0
+        rss_end as f64 / 1024.0
     );
+    let mut figures = json!({
+        "connections": CONNECTIONS,
+        "seconds_per_rate": duration.as_secs(),
+        "view": {"pools": SEEDED_POOLS, "blocks": SEEDED_BLOCKS},
+        "rates": rate_figures,
+        "webhook_rss_kib": {"start": rss_start, "end": rss_end},
+    });
 
     if creates > 0 {
         let without = time_creates(&pools, "bench-without", 0, creates).await;
@@ -140,7 +188,27 @@ async fn run(duration: Duration, rates: &[u64], creates: usize) {
             with.value_at_quantile(0.5) as f64 / without.value_at_quantile(0.5) as f64,
             with.mean() / without.mean()
         );
+        figures["api_server_creates"] = json!({
+            "count": creates,
+            "without_webhook_ms": quantiles(&without),
+            "with_webhook_ms": quantiles(&with),
+            "p50_ratio": with.value_at_quantile(0.5) as f64 / without.value_at_quantile(0.5) as f64,
+            "mean_ratio": with.mean() / without.mean(),
+        });
     }
+    let exit = webhook.child.try_wait().expect("the webhook's status");
+    (figures, errors, exit)
+}
+
+/// The quantiles the README reports, in milliseconds.
+fn quantiles(h: &Histogram<u64>) -> Value {
+    json!({
+        "p50": ms(h.value_at_quantile(0.5)),
+        "p99": ms(h.value_at_quantile(0.99)),
+        "p999": ms(h.value_at_quantile(0.999)),
+        "max": ms(h.max()),
+        "mean": h.mean() / 1000.0,
+    })
 }
 
 fn ms(micros: u64) -> f64 {
@@ -336,8 +404,12 @@ struct PhaseResult {
     latency: Histogram<u64>,
     /// From the actual send to the complete answer (µs).
     service: Histogram<u64>,
-    /// From the intended to the actual send (µs): the generator's and queue's share.
-    lag: Histogram<u64>,
+    /// From the intended send time to when the generator handed the request to the connections
+    /// (µs): the generator's own lateness.
+    lateness: Histogram<u64>,
+    /// From being handed over to the actual send (µs): time queued behind the server, waiting for a
+    /// keep-alive connection whose previous request is still unanswered.
+    queued: Histogram<u64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -385,7 +457,8 @@ async fn open_loop(
     let connector = connector(tls);
     let total = rate * duration.as_secs().max(1);
     let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    // (request number, intended send time, when the generator handed it over)
+    let (tx, rx) = mpsc::unbounded_channel::<(u64, Instant, Instant)>();
     let rx = Arc::new(Mutex::new(rx));
     let errors = Arc::new(AtomicU64::new(0));
 
@@ -401,10 +474,11 @@ async fn open_loop(
             connector.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let (mut latency, mut service, mut lag) = (histogram(), histogram(), histogram());
+            let (mut latency, mut service, mut lateness, mut queued) =
+                (histogram(), histogram(), histogram(), histogram());
             loop {
                 let next = rx.lock().await.recv().await;
-                let Some((n, intended)) = next else {
+                let Some((n, intended, handed_over)) = next else {
                     break;
                 };
                 let (body, allowed) = &bodies[(n % bodies.len() as u64) as usize];
@@ -434,7 +508,10 @@ async fn open_loop(
                 let done = Instant::now();
                 latency.saturating_record(done.duration_since(intended).as_micros() as u64);
                 service.saturating_record(done.duration_since(sent).as_micros() as u64);
-                lag.saturating_record(sent.saturating_duration_since(intended).as_micros() as u64);
+                lateness.saturating_record(
+                    handed_over.saturating_duration_since(intended).as_micros() as u64,
+                );
+                queued.saturating_record(sent.duration_since(handed_over).as_micros() as u64);
                 if !ok {
                     errors.fetch_add(1, Ordering::Relaxed);
                     if let Some(fresh) = connect(address, &connector).await {
@@ -442,7 +519,7 @@ async fn open_loop(
                     }
                 }
             }
-            (latency, service, lag)
+            (latency, service, lateness, queued)
         }));
     }
 
@@ -456,26 +533,29 @@ async fn open_loop(
             if intended > now {
                 std::thread::sleep(intended - now);
             }
-            if tx.send((n, intended)).is_err() {
+            if tx.send((n, intended, Instant::now())).is_err() {
                 break;
             }
         }
     });
     generator.join().unwrap();
 
-    let (mut latency, mut service, mut lag) = (histogram(), histogram(), histogram());
+    let (mut latency, mut service, mut lateness, mut queued) =
+        (histogram(), histogram(), histogram(), histogram());
     for worker in workers {
-        let (l, s, g) = worker.await.unwrap();
+        let (l, s, g, q) = worker.await.unwrap();
         latency.add(l).unwrap();
         service.add(s).unwrap();
-        lag.add(g).unwrap();
+        lateness.add(g).unwrap();
+        queued.add(q).unwrap();
     }
     PhaseResult {
         sent: total,
         errors: errors.load(Ordering::Relaxed),
         latency,
         service,
-        lag,
+        lateness,
+        queued,
     }
 }
 

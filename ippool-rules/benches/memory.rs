@@ -1,15 +1,18 @@
-//! Peak heap memory (and one-shot pools/s) of validating the generated stream, measured with a
-//! counting global allocator. Run: `cargo bench -p ippool-rules --bench memory`
-//! (`IPPOOL_BENCH_POOLS` sets the pool count, default 10,000).
+//! Peak heap memory and allocations of validating the generated stream, measured with a counting
+//! global allocator (which slows allocation down: throughput is the `validate` bench's figure).
+//!
+//! Run: `cargo bench -p ippool-rules --bench memory` (IPPOOL_BENCH_POOLS sets the pool count, default
+//! 10,000). Writes `bench-results/memory.json`.
 
 mod workload;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
+use bench_record::Record;
 use ippool_rules::context::Operation;
 use ippool_rules::{Source, validate};
+use serde_json::json;
 
 struct Counting;
 
@@ -40,23 +43,18 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// CPU time this thread has run, from Linux's schedstat (None elsewhere): unlike wall time it
-/// does not count waiting for a core on a busy machine.
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is accepted.
+    let record = Record::start(
+        "memory",
+        "cargo bench -p ippool-rules --bench memory",
+        bench_record::smoke(),
+    );
     let count = workload::pool_count();
     let text = workload::pool_stream(count);
     let ctx = workload::context();
     let before = CURRENT.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let allocations_before = ALLOCATIONS.load(Ordering::Relaxed);
-    let cpu_before = thread_cpu_ns();
-    let started = Instant::now();
     let report = validate(
         &[Source {
             name: "pools.yaml",
@@ -65,19 +63,16 @@ fn main() {
         &ctx,
         &Operation::Create,
     );
-    let elapsed = started.elapsed();
-    let cpu = thread_cpu_ns()
-        .zip(cpu_before)
-        .map(|(after, before)| after - before);
     let peak = PEAK.load(Ordering::Relaxed) - before;
     let allocations = ALLOCATIONS.load(Ordering::Relaxed) - allocations_before;
-    let json = report.to_json();
+    // What the figures are about: every generated pool is read and valid.
+    assert_eq!(report.documents.len(), count);
+    assert_eq!(report.errors, 0, "the generated pools must be valid");
+    let report_json_bytes = report.to_json().len();
     println!(
-        "pools: {count}; input: {:.1} MiB; report: {} documents, {} errors, {:.1} MiB as JSON",
+        "pools: {count}; input: {:.1} MiB; report: {:.1} MiB as JSON",
         text.len() as f64 / 1048576.0,
-        report.documents.len(),
-        report.errors,
-        json.len() as f64 / 1048576.0
+        report_json_bytes as f64 / 1048576.0
     );
     println!(
         "peak heap during validate: {:.1} MiB ({:.0} bytes/pool, input text excluded); {:.0} allocations/pool",
@@ -85,17 +80,15 @@ fn main() {
         peak as f64 / count as f64,
         allocations as f64 / count as f64
     );
-    println!(
-        "one-shot wall time: {:.1} ms, {:.0} pools/s",
-        elapsed.as_secs_f64() * 1000.0,
-        count as f64 / elapsed.as_secs_f64()
-    );
-    if let Some(cpu) = cpu {
-        let seconds = cpu as f64 / 1e9;
-        println!(
-            "one-shot CPU time: {:.1} ms, {:.0} pools/s (the criterion bench `validate` gives a statistical figure)",
-            seconds * 1000.0,
-            count as f64 / seconds
-        );
-    }
+    record
+        .write(json!({
+            "pools": count,
+            "input_bytes": text.len(),
+            "report_json_bytes": report_json_bytes,
+            "peak_heap_bytes": peak,
+            "peak_heap_bytes_per_pool": (peak as f64 / count as f64).round(),
+            "allocations": allocations,
+            "allocations_per_pool": (allocations as f64 / count as f64).round(),
+        }))
+        .expect("the bench record is written");
 }

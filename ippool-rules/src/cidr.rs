@@ -75,19 +75,33 @@ pub fn parse_strict(input: &str) -> Result<IpNet, CidrError> {
 }
 
 /// Parses `ADDRESS/PREFIX`, keeping host bits (use [`canonical`] to drop them).
+///
+/// Reads what Go's `net.ParseCIDR` reads, which Calico and every component reading a pool use:
+/// an IPv4 octet with a leading zero (`010.0.0.0`, octal elsewhere) is refused, a prefix length
+/// with leading zeros (`/016`) is read as decimal, and a zone (`%eth0`) is refused. A bare address
+/// is not a subnet for a pool.
 pub fn parse_lenient(input: &str) -> Result<IpNet, CidrError> {
     if input.is_empty() {
         return Err(CidrError::Empty);
     }
-    // A bare address is not a subnet for a pool; ipnet would reject it too, but say so plainly.
-    if !input.contains('/') {
-        return Err(CidrError::Invalid {
-            input: input.to_owned(),
-        });
-    }
-    input.parse::<IpNet>().map_err(|_| CidrError::Invalid {
+    let invalid = || CidrError::Invalid {
         input: input.to_owned(),
-    })
+    };
+    let (addr, prefix) = input.split_once('/').ok_or_else(invalid)?;
+    // The standard parser refuses leading zeros in IPv4 octets and zones, as Go's does.
+    let addr: IpAddr = addr.parse().map_err(|_| invalid())?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let digits = prefix.trim_start_matches('0');
+    let prefix = if digits.is_empty() {
+        0
+    } else if digits.len() > 3 {
+        return Err(invalid());
+    } else {
+        digits.parse::<u8>().map_err(|_| invalid())?
+    };
+    IpNet::new(addr, prefix).map_err(|_| invalid())
 }
 
 /// The network with host bits cleared; `10.0.0.0/16` and `10.0.0.0/16` written differently
@@ -224,7 +238,8 @@ pub fn link_local(family: Family) -> IpNet {
 }
 
 /// Ranges no pod address may come from: loopback, multicast and the unspecified address (for
-/// IPv4 the whole "this network" 0.0.0.0/8), with their names.
+/// IPv4 the whole "this network" 0.0.0.0/8), and IPv4-mapped IPv6 addresses (never on the wire;
+/// Calico's family test reads such a pool as IPv4 with a 96-128 bit prefix), with their names.
 pub fn unusable_ranges(family: Family) -> &'static [(&'static str, IpNet)] {
     const V4: &[(&str, IpNet)] = &[
         ("unspecified (\"this network\")", v4(0, 0, 0, 0, 8)),
@@ -235,6 +250,13 @@ pub fn unusable_ranges(family: Family) -> &'static [(&'static str, IpNet)] {
         ("unspecified", v6(0, 0, 128)),
         ("loopback", v6(0, 1, 128)),
         ("multicast", v6(0xff00, 0, 8)),
+        (
+            "IPv4-mapped",
+            IpNet::V6(Ipv6Net::new_assert(
+                Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0),
+                96,
+            )),
+        ),
     ];
     match family {
         Family::V4 => V4,
@@ -275,6 +297,34 @@ mod tests {
     }
 
     #[test]
+    fn parse_reads_what_gos_parse_cidr_reads() {
+        assert_eq!(parse_strict("10.0.0.0/016").unwrap(), net("10.0.0.0/16"));
+        assert_eq!(parse_strict("0.0.0.0/00").unwrap(), net("0.0.0.0/0"));
+        assert_eq!(parse_strict("fd00::/0064").unwrap(), net("fd00::/64"));
+        assert_eq!(
+            parse_strict("10.0.0.0/0000000000000000000000000008").unwrap(),
+            net("10.0.0.0/8")
+        );
+        for refused in [
+            "010.0.0.0/8",
+            "10.0.0.0/+8",
+            "10.0.0.0/-8",
+            "10.0.0.0/",
+            "10.0.0.0/8/8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/256",
+            "10.0.0.0/1000",
+            "fd00::%eth0/64",
+            "::ffff:010.0.0.0/104",
+        ] {
+            assert!(
+                matches!(parse_lenient(refused), Err(CidrError::Invalid { .. })),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn counts() {
         assert_eq!(address_count(&net("10.0.0.0/16")), 65536);
         assert_eq!(address_count(&net("::/0")), u128::MAX);
@@ -310,5 +360,6 @@ mod tests {
         assert_eq!(link_local(Family::V6), net("fe80::/10"));
         assert_eq!(unusable_ranges(Family::V6)[1].1, net("::1/128"));
         assert_eq!(unusable_ranges(Family::V4)[2].1, net("224.0.0.0/4"));
+        assert_eq!(unusable_ranges(Family::V6)[3].1, net("::ffff:0:0/96"));
     }
 }

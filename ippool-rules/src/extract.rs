@@ -21,6 +21,17 @@ fn string(node: &Node<'_>) -> Option<String> {
     node.as_str().map(str::to_owned)
 }
 
+/// An integer, saturated when it is too large for `i64`: a range rule must see it as out of range,
+/// not as unset.
+fn integer(node: &Node<'_>) -> Option<i64> {
+    node.as_i64().or(match node.value {
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+            Some(if f > 0.0 { i64::MAX } else { i64::MIN })
+        }
+        _ => None,
+    })
+}
+
 fn string_map(node: &Node<'_>) -> BTreeMap<String, String> {
     match &node.value {
         Value::Map(entries) => entries
@@ -71,7 +82,7 @@ fn pool_spec(node: &Node<'_>) -> IpPoolSpec {
         let v = &entry.value;
         match &*entry.key {
             "cidr" => spec.cidr = string(v),
-            "blockSize" => spec.block_size = v.as_i64(),
+            "blockSize" => spec.block_size = integer(v),
             "ipipMode" => spec.ipip_mode = v.as_str().map(Into::into),
             "vxlanMode" => spec.vxlan_mode = v.as_str().map(Into::into),
             "natOutgoing" => spec.nat_outgoing = v.as_bool(),
@@ -127,5 +138,19 @@ mod tests {
         assert_eq!(pool.spec.ipip_mode, Some(EncapMode::Always));
         assert_eq!(pool.spec.allowed_uses, Some(vec![AllowedUse::Workload]));
         assert_eq!(pool.spec.ipip.unwrap().enabled, Some(true));
+    }
+
+    #[test]
+    fn integers_too_large_for_i64_saturate() {
+        let parsed = parse(
+            "p.json",
+            r#"[{"spec": {"blockSize": 18446744073709551615}}, {"spec": {"blockSize": -1e30}}]"#,
+        );
+        let root = parsed.documents[0].root.as_ref().unwrap();
+        let Value::Seq(items) = &root.value else {
+            panic!("a list")
+        };
+        assert_eq!(ip_pool(&items[0]).spec.block_size, Some(i64::MAX));
+        assert_eq!(ip_pool(&items[1]).spec.block_size, Some(i64::MIN));
     }
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::model::{AllowedUse, ApiGroup, AssignmentMode, EncapMode};
 
 /// The `openAPIV3Schema` of Calico v3.31's `ippools.crd.projectcalico.org` CRD, as the API server
-/// enforces it (a test proves it equals the CRD file in ../shared/calico-crds).
+/// enforces it (tests/schema.rs proves it equals the CRD in the Calico module pinned by
+/// tests/upstream/calico-v3.31).
 const IPPOOL_CRD_SCHEMA: &str = include_str!("../schema/ippool-crd-v1.openapi.json");
 
 pub fn ippool_crd_schema() -> Value {

@@ -7,8 +7,8 @@
 //! and      := unary ("&&" unary)*
 //! unary    := "!" unary | "(" or ")" | "all()" | "global()" | "has(" KEY ")"
 //!           | KEY ("==" | "!=" | "contains" | "starts with" | "ends with") STRING
-//!           | KEY ("in" | "not in") "{" [STRING ("," STRING)*] "}"
-//! KEY      := [a-zA-Z0-9_./-]+      STRING := '…' | "…"   (no escapes)
+//!           | KEY ("in" | "not in") "{" [STRING ("," STRING)* [","]] "}"
+//! KEY      := [a-zA-Z0-9_./-]{1,512}      STRING := '…' | "…"   (no escapes)
 //! ```
 //! `!=` and `not in` also match when the label is absent, as in Calico.
 
@@ -27,6 +27,9 @@ pub struct SelectorError {
 
 /// Nesting deeper than this is refused so that hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 64;
+
+/// Calico's longest label name in a selector.
+const MAX_LABEL: usize = 512;
 
 /// A parsed selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,11 +84,6 @@ impl Selector {
         self.root == Expr::All
     }
 
-    /// Whether `global()` occurs anywhere in the selector.
-    pub fn uses_global(&self) -> bool {
-        self.root.uses_global()
-    }
-
     /// Evaluates the selector against a label set.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.root.eval(labels)
@@ -108,15 +106,6 @@ impl Expr {
             Expr::Not(e) => !e.eval(labels),
             Expr::And(es) => es.iter().all(|e| e.eval(labels)),
             Expr::Or(es) => es.iter().any(|e| e.eval(labels)),
-        }
-    }
-
-    fn uses_global(&self) -> bool {
-        match self {
-            Expr::Global => true,
-            Expr::Not(e) => e.uses_global(),
-            Expr::And(es) | Expr::Or(es) => es.iter().any(Expr::uses_global),
-            _ => false,
         }
     }
 }
@@ -216,14 +205,16 @@ impl Parser<'_> {
         }
         if self.eat("has(") {
             self.skip_blank();
-            let key = self
-                .key()
-                .ok_or_else(|| self.error("expected a label name in has(…)"))?;
+            let key = self.key()?;
+            if key.is_empty() {
+                return Err(self.error("expected a label name in has(…)"));
+            }
             return self.close_call(Expr::Has(key), "has(");
         }
-        let key = self.key().ok_or_else(|| {
-            self.error("expected a label name, '(' , '!', all(), global() or has(…)")
-        })?;
+        let key = self.key()?;
+        if key.is_empty() {
+            return Err(self.error("expected a label name, '(' , '!', all(), global() or has(…)"));
+        }
         self.comparison(key)
     }
 
@@ -272,18 +263,18 @@ impl Parser<'_> {
         )))
     }
 
-    fn key(&mut self) -> Option<String> {
+    fn key(&mut self) -> Result<String, SelectorError> {
         let len = self
             .rest()
             .bytes()
             .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-'))
             .count();
-        if len == 0 {
-            return None;
+        if len > MAX_LABEL {
+            return Err(self.error(&format!("label name longer than {MAX_LABEL} characters")));
         }
         let key = self.rest()[..len].to_owned();
         self.pos += len;
-        Some(key)
+        Ok(key)
     }
 
     fn string(&mut self) -> Result<String, SelectorError> {
@@ -316,6 +307,10 @@ impl Parser<'_> {
             }
             if !self.eat(",") {
                 return Err(self.error("expected ',' or '}' in a set of values"));
+            }
+            // Calico allows a trailing comma: {'a', 'b',}.
+            if self.eat("}") {
+                return Ok(values);
             }
         }
     }
@@ -439,10 +434,25 @@ mod tests {
             "zone in {'a' 'b'}",
             "a == 'b' c",
             "all(",
+            "zone in {,}",
+            "zone in {'a',,}",
         ] {
             let err = Selector::parse(bad).unwrap_err();
             assert!(err.offset <= bad.len(), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sets_may_end_with_a_comma_and_labels_have_calicos_limit() {
+        let l = labels(&[("zone", "b")]);
+        assert!(Selector::parse("zone in {'a', 'b',}").unwrap().matches(&l));
+        assert!(Selector::parse("zone not in {'a',}").unwrap().matches(&l));
+        let longest = "k".repeat(MAX_LABEL);
+        assert!(Selector::parse(&format!("has({longest})")).is_ok());
+        assert!(Selector::parse(&format!("{longest} == 'v'")).is_ok());
+        let err = Selector::parse(&format!("has({longest}k)")).unwrap_err();
+        assert_eq!(err.offset, 4, "{err}");
+        assert!(Selector::parse(&format!("{longest}k == 'v'")).is_err());
     }
 
     #[test]
@@ -459,6 +469,5 @@ mod tests {
         let shown = s.to_string();
         assert_eq!(shown, "((a == \"x\" && b in {\"1\", \"2\"}) || !has(c))");
         assert_eq!(Selector::parse(&shown).unwrap(), s);
-        assert!(Selector::parse("global()").unwrap().uses_global());
     }
 }

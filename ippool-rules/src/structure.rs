@@ -190,9 +190,18 @@ fn walk<'n>(
     issues: &mut Vec<Issue>,
 ) {
     if node.value == Value::Null {
-        if !shape.nullable {
-            issues.push(issue(path, IssueKind::NullDropped));
+        if shape.nullable {
+            return;
         }
+        // The API server drops a null field, but a null list item stays and has the wrong type.
+        let kind = match (path.last(), shape.ty) {
+            (Some(Step::Index(_)), Some(ty)) => IssueKind::WrongType {
+                expected: ty.name(),
+                found: "null",
+            },
+            _ => IssueKind::NullDropped,
+        };
+        issues.push(issue(path, kind));
         return;
     }
     let mistyped = shape.ty.is_some_and(|ty| !ty.admits(&node.value));

@@ -1,110 +1,99 @@
-//! Conformance with Calico's own IPPool tests: for every case in tests/conformance/cases.yaml
-//! (inputs and verdicts transcribed from Calico with citations; format in README.md there) our
-//! verdict equals Calico's, except for the documented deviations below.
+//! Conformance with Calico's own IPPool tests. Every case in tests/conformance/cases.yaml (inputs
+//! and verdicts transcribed from Calico with citations; format in README.md there) names the rule
+//! codes that must be our errors for it — exactly those, so a case refused for another reason
+//! fails — or none when Calico accepts it. Where we deliberately differ, the one reviewed list
+//! tests/conformance/deviations.yaml gives our codes instead, with the reason.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use ippool_rules::cidr;
 use ippool_rules::context::{ClusterContext, Operation};
 use ippool_rules::model::{IpPool, IpamBlock, IpamBlockSpec, ObjectMeta};
+use ippool_rules::report::{Report, Severity};
+use ippool_rules::rules::catalog;
 use ippool_rules::source::parse;
 use ippool_rules::{Source, validate};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Cases where our verdict deliberately differs from Calico's: (id, our verdict is "invalid",
-/// the rule code that makes the difference (when we are stricter), reason).
-const DEVIATIONS: &[(&str, bool, Option<&str>, &str)] = &[
-    (
-        "clientv3-e2e-0006",
-        true,
-        Some("IPP070"),
-        "deleting an enabled pool: we require disabling it first; Calico's Delete disables it itself",
-    ),
-    (
-        "clientv3-e2e-0007",
-        true,
-        Some("IPP070"),
-        "deleting an enabled pool: we require disabling it first",
-    ),
-    (
-        "clientv3-e2e-0011",
-        true,
-        Some("IPP070"),
-        "deleting an enabled pool: we require disabling it first",
-    ),
-    (
-        "clientv3-e2e-0032",
-        true,
-        Some("IPP071"),
-        "deleting a pool whose block still holds an allocation: we require moving the pods first",
-    ),
-    (
-        "clientv3-e2e-0035",
-        true,
-        Some("IPP071"),
-        "deleting a pool whose block still holds an allocation",
-    ),
-    (
-        "clientv3-e2e-0040",
-        true,
-        Some("IPP071"),
-        "deleting a pool whose block still holds an allocation",
-    ),
-    (
-        "clientv3-e2e-0041",
-        true,
-        Some("IPP071"),
-        "deleting a pool whose block still holds an allocation",
-    ),
-    (
-        "clientv3-unit-0001",
-        false,
-        None,
-        "Calico's cidrChangeOK helper refuses a non-canonical new text of the same network; we compare canonical networks (so does Calico's Update path, which canonicalises first)",
-    ),
-    (
-        "clientv3-unit-0002",
-        false,
-        None,
-        "same network in non-canonical form: unchanged for us",
-    ),
-    (
-        "clientv3-unit-0004",
-        false,
-        None,
-        "same network in non-canonical form: unchanged for us",
-    ),
-    (
-        "clientv3-unit-0005",
-        false,
-        None,
-        "same network in non-canonical form: unchanged for us",
-    ),
-    (
-        "clientv3-unit-0010",
-        false,
-        None,
-        "same network in non-canonical form: unchanged for us",
-    ),
-];
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance");
 
-fn cases() -> Option<Vec<Value>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/conformance/cases.yaml");
-    let text = std::fs::read_to_string(path).ok()?;
-    let parsed = parse("cases.yaml", &text);
-    assert!(
-        parsed.problems.is_empty(),
-        "cases.yaml: {:?}",
-        parsed.problems
-    );
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Valid,
+    Invalid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum CaseOperation {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One case of cases.yaml. Unknown keys are refused, so nothing (such as the former per-case
+/// `deviation:` key) can change a verdict outside deviations.yaml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    id: String,
+    source: String,
+    description: String,
+    operation: CaseOperation,
+    old: Option<Value>,
+    existing: Option<Vec<Value>>,
+    #[serde(rename = "ipamBlocks")]
+    ipam_blocks: Option<Vec<Value>>,
+    pool: Value,
+    calico: Verdict,
+    calico_reason: Option<String>,
+    /// Our error codes that stand for Calico's reason(s); empty exactly when Calico accepts.
+    #[serde(default)]
+    codes: BTreeSet<String>,
+}
+
+/// One entry of deviations.yaml: a case where our errors are deliberately not Calico's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deviation {
+    case: String,
+    /// Our error codes for the case (empty: we accept what Calico refuses).
+    codes: BTreeSet<String>,
+    reason: String,
+}
+
+/// A YAML list from the conformance directory, read with the crate's own parser. A missing or
+/// unreadable file fails the test: conformance is never skipped.
+fn read_list<T: for<'de> Deserialize<'de>>(file: &str) -> Vec<T> {
+    let path = Path::new(DIR).join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; conformance cannot be checked", path.display()));
+    let parsed = parse(file, &text);
+    assert!(parsed.problems.is_empty(), "{file}: {:?}", parsed.problems);
     let root = parsed.documents[0]
         .root
         .as_ref()
-        .expect("cases.yaml has a list");
-    match root.to_json() {
-        Value::Array(cases) => Some(cases),
-        other => panic!("cases.yaml is not a list: {other}"),
+        .unwrap_or_else(|| panic!("{file} is empty"));
+    serde_json::from_value(root.to_json()).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+fn cases() -> Vec<Case> {
+    read_list("cases.yaml")
+}
+
+fn deviations() -> BTreeMap<String, Deviation> {
+    let mut by_case = BTreeMap::new();
+    for deviation in read_list::<Deviation>("deviations.yaml") {
+        let case = deviation.case.clone();
+        assert!(
+            by_case.insert(case.clone(), deviation).is_none(),
+            "deviations.yaml lists {case} twice"
+        );
     }
+    by_case
 }
 
 /// An IPPool object from a case's pool shape: spec fields at the top, optional `metadata`.
@@ -150,65 +139,73 @@ fn block(entry: &Value) -> IpamBlock {
     }
 }
 
-#[test]
-fn our_verdicts_match_calico() {
-    let Some(cases) = cases() else {
-        println!("NOTICE: tests/conformance/cases.yaml not found; conformance not checked");
-        return;
+/// Our report for a case, as the README there says to build it.
+fn run(case: &Case) -> Report {
+    let ctx = ClusterContext {
+        pools: case
+            .existing
+            .as_ref()
+            .map(|pools| pools.iter().map(typed_pool).collect()),
+        blocks: case
+            .ipam_blocks
+            .as_ref()
+            .map(|blocks| blocks.iter().map(block).collect()),
+        ..Default::default()
     };
-    assert!(!cases.is_empty());
-    let deviations: BTreeMap<&str, _> = DEVIATIONS.iter().map(|d| (d.0, d)).collect();
+    let op = match case.operation {
+        CaseOperation::Create => Operation::Create,
+        CaseOperation::Delete => Operation::Delete,
+        CaseOperation::Update => Operation::Update {
+            old: typed_pool(case.old.as_ref().expect("an update case has `old`")),
+        },
+    };
+    let text = serde_json::to_string(&pool_object(&case.pool)).unwrap();
+    validate(
+        &[Source {
+            name: &case.id,
+            text: &text,
+        }],
+        &ctx,
+        &op,
+    )
+}
+
+fn error_codes(report: &Report) -> BTreeSet<String> {
+    report
+        .documents
+        .iter()
+        .flat_map(|d| &d.diagnostics)
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| d.code.clone())
+        .collect()
+}
+
+#[test]
+fn our_errors_are_calicos_reasons() {
+    let cases = cases();
+    let deviations = deviations();
     let mut failures = Vec::new();
     for case in &cases {
-        let id = case["id"].as_str().expect("case id");
-        let ctx = ClusterContext {
-            pools: case
-                .get("existing")
-                .map(|e| e.as_array().into_iter().flatten().map(typed_pool).collect()),
-            blocks: case
-                .get("ipamBlocks")
-                .map(|b| b.as_array().into_iter().flatten().map(block).collect()),
-            ..Default::default()
-        };
-        let op = match case["operation"].as_str() {
-            Some("create") => Operation::Create,
-            Some("delete") => Operation::Delete,
-            Some("update") => Operation::Update {
-                old: typed_pool(&case["old"]),
-            },
-            other => panic!("{id}: unknown operation {other:?}"),
-        };
-        let text = serde_json::to_string(&pool_object(&case["pool"])).unwrap();
-        let report = validate(
-            &[Source {
-                name: id,
-                text: &text,
-            }],
-            &ctx,
-            &op,
-        );
-        let calico_invalid = case["calico"] == "invalid";
-        let ours_invalid = report.errors > 0;
-        let codes: Vec<&str> = report
-            .documents
-            .iter()
-            .flat_map(|d| &d.diagnostics)
-            .filter(|d| d.severity == ippool_rules::report::Severity::Error)
-            .map(|d| d.code.as_str())
-            .collect();
-        let (expected, code) = match (deviations.get(id), case.get("deviation")) {
-            (Some((_, invalid, code, _)), _) => (*invalid, *code),
-            (None, Some(_)) => (!calico_invalid, None),
-            (None, None) => (calico_invalid, None),
-        };
-        if ours_invalid != expected || code.is_some_and(|c| !codes.contains(&c)) {
+        let deviation = deviations.get(&case.id);
+        let expected = deviation.map_or(&case.codes, |d| &d.codes);
+        let report = run(case);
+        let ours = error_codes(&report);
+        if &ours != expected {
             failures.push(format!(
-                "{id} ({}): Calico says {}, expected ours {}{}, got errors {codes:?}\n  {}\n{}",
-                case["source"].as_str().unwrap_or(""),
-                case["calico"],
-                if expected { "invalid" } else { "valid" },
-                code.map(|c| format!(" with {c}")).unwrap_or_default(),
-                case["description"].as_str().unwrap_or(""),
+                "{} ({}): {}\n  Calico: {:?}{}\n  expected our errors {expected:?}{}, got {ours:?}\n{}",
+                case.id,
+                case.source,
+                case.description,
+                case.calico,
+                case.calico_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                if deviation.is_some() {
+                    " (deviations.yaml)"
+                } else {
+                    ""
+                },
                 report.render_text()
             ));
         }
@@ -223,15 +220,69 @@ fn our_verdicts_match_calico() {
 }
 
 #[test]
-fn every_deviation_names_a_case() {
-    let Some(cases) = cases() else {
-        println!("NOTICE: tests/conformance/cases.yaml not found; conformance not checked");
-        return;
-    };
-    for (id, ..) in DEVIATIONS {
-        assert!(
-            cases.iter().any(|c| c["id"] == *id),
-            "deviation {id} names no case"
+fn every_case_states_its_codes() {
+    let cases = cases();
+    assert_eq!(
+        cases.len(),
+        163,
+        "cases.yaml holds the 163 transcribed cases"
+    );
+    let errors: BTreeSet<&str> = catalog()
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.code)
+        .collect();
+    let mut ids = BTreeSet::new();
+    for case in &cases {
+        assert!(ids.insert(&case.id), "{} appears twice", case.id);
+        match case.calico {
+            Verdict::Invalid => assert!(
+                !case.codes.is_empty(),
+                "{}: Calico refuses it, so it names the codes that must fire",
+                case.id
+            ),
+            Verdict::Valid => assert!(
+                case.codes.is_empty(),
+                "{}: Calico accepts it, so it names no codes",
+                case.id
+            ),
+        }
+        for code in &case.codes {
+            assert!(
+                errors.contains(code.as_str()),
+                "{}: {code} is not an error code of the catalogue",
+                case.id
+            );
+        }
+    }
+}
+
+#[test]
+fn every_deviation_names_a_case_and_differs_from_it() {
+    let cases = cases();
+    let errors: BTreeSet<&str> = catalog()
+        .iter()
+        .filter(|r| r.severity == Severity::Error)
+        .map(|r| r.code)
+        .collect();
+    for (id, deviation) in deviations() {
+        let case = cases
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("deviation {id} names no case"));
+        assert_ne!(
+            deviation.codes, case.codes,
+            "deviation {id} gives the codes the case already states: remove it"
         );
+        assert!(
+            !deviation.reason.trim().is_empty(),
+            "deviation {id} gives no reason"
+        );
+        for code in &deviation.codes {
+            assert!(
+                errors.contains(code.as_str()),
+                "deviation {id}: {code} is not an error code of the catalogue"
+            );
+        }
     }
 }

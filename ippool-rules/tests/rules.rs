@@ -407,6 +407,15 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "IPP031",
+            true,
+            "global( in a quoted value, as Calico's textual check",
+            pool(
+                "p",
+                "  cidr: 10.244.0.0/16\n  nodeSelector: \"zone == 'global()'\"\n",
+            ),
+        ),
+        case(
+            "IPP031",
             false,
             "all()",
             pool("p", "  cidr: 10.244.0.0/16\n  nodeSelector: all()\n"),
@@ -418,6 +427,12 @@ fn cases() -> Vec<Case> {
             pool("p", &format!("{lb}  vxlanMode: Always\n")),
         ),
         case("IPP032", false, "LoadBalancer", pool("p", lb)),
+        case(
+            "IPP032",
+            false,
+            "LoadBalancer with a misspelt mode (IPP027's)",
+            pool("p", &format!("{lb}  vxlanMode: always\n")),
+        ),
         case(
             "IPP033",
             true,

@@ -2,7 +2,8 @@
 //! `jsonschema` crate on it.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use ippool_rules::report::PathSegment;
 use ippool_rules::schema::{ippool_crd_schema, json_schema};
@@ -10,27 +11,64 @@ use ippool_rules::source::{Node, parse};
 use ippool_rules::structure::{IssueKind, check_schema};
 use serde_json::Value;
 
-const SHARED_CRD: &str = concat!(
+/// The Go module that pins Calico (tests/upstream/calico-v3.31); its source holds Calico's CRDs.
+const CALICO_MODULE_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/calico-crds/crd.projectcalico.org_ippools.yaml"
+    "/../tests/upstream/calico-v3.31"
 );
+const CALICO_MODULE: &str = "github.com/projectcalico/calico";
+const IPPOOL_CRD: &str = "libcalico-go/config/crd/crd.projectcalico.org_ippools.yaml";
+/// Set to 1 to run without Go or the Calico module (the comparison is then not made).
+const OPT_OUT: &str = "IPPOOL_SKIP_CALICO_CRD";
+
+/// The folder of the pinned Calico module in Go's module cache, or why it cannot be had.
+fn calico_module_dir() -> Result<PathBuf, String> {
+    let command = format!(
+        "cd tests/upstream/calico-v3.31 && GOFLAGS=-mod=mod GOTOOLCHAIN=local go list -m -f '{{{{.Dir}}}}' {CALICO_MODULE}"
+    );
+    let output = Command::new("go")
+        .args(["list", "-m", "-f", "{{.Dir}}", CALICO_MODULE])
+        .current_dir(CALICO_MODULE_DIR)
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .map_err(|e| format!("`{command}` could not run: {e} (Go 1.26 must be on PATH)"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let dir = stdout.trim();
+    if !output.status.success() || dir.is_empty() {
+        return Err(format!(
+            "`{command}` gave no module folder ({}): {}{}\nDownload the module with \
+             `cd tests/upstream/calico-v3.31 && GOTOOLCHAIN=local go mod download {CALICO_MODULE}`",
+            output.status,
+            stdout.trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    Ok(PathBuf::from(dir))
+}
 
 #[test]
 fn embedded_schema_equals_calicos_crd() {
-    let path = Path::new(SHARED_CRD);
-    let Ok(text) = std::fs::read_to_string(path) else {
-        println!(
-            "NOTICE: {} is absent; embedded schema not compared",
-            path.display()
-        );
+    if std::env::var_os(OPT_OUT).is_some_and(|v| v == "1") {
+        println!("not compared: {OPT_OUT}=1 asks to run without the Calico module");
         return;
-    };
+    }
+    let dir = calico_module_dir().unwrap_or_else(|why| {
+        panic!("Calico's IPPool CRD is needed to check the embedded schema: {why}\n(set {OPT_OUT}=1 to run without it)")
+    });
+    let path = Path::new(&dir).join(IPPOOL_CRD);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let parsed = parse("crd", &text);
     assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
     let crd = parsed.documents[0].root.as_ref().unwrap().to_json();
     let versions = crd["spec"]["versions"].as_array().expect("versions");
     let v1 = versions.iter().find(|v| v["name"] == "v1").expect("v1");
-    assert_eq!(v1["schema"]["openAPIV3Schema"], ippool_crd_schema());
+    assert_eq!(
+        v1["schema"]["openAPIV3Schema"],
+        ippool_crd_schema(),
+        "the embedded schema differs from {}",
+        path.display()
+    );
 }
 
 #[test]
@@ -118,6 +156,7 @@ const CORPUS: &[&str] = &[
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, natOutgoing: 'true', disabled: 1, disableBGPExport: []}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: Workload}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: [Workload, 7, {a: b}]}\n",
+    "kind: IPPool\nspec: {cidr: 10.0.0.0/16, allowedUses: [Workload, ~]}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: Sometimes}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: ''}\n",
     "kind: IPPool\nspec: {cidr: 10.0.0.0/16, assignmentMode: 3}\n",

@@ -2,17 +2,18 @@
 //! plane holding 10,000 pods and 2,000 IPAM blocks (with their affinities and 10,000 handles),
 //! seeded directly into the API by this program — not by calico-sim — and timed beside
 //! `kubectl get pods -A -o json` in the same run. Reports wall time (median of 5) and peak RSS of
-//! each command.
+//! each command; every run of every command must exit 0 (at any size), or the bench fails.
 //!
 //! Run: `cargo bench -p kubectl-ippool --bench scale`. Sizes: IPPOOL_BENCH_PODS (10000),
 //! IPPOOL_BENCH_BLOCKS (2000); IPPOOL_BENCH_SMOKE=1 (and `cargo test --benches`) for a quick
-//! 200-pod / 40-block run.
+//! 200-pod / 40-block run. Needs kubectl on PATH. Writes `bench-results/scale.json`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
+use bench_record::Record;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use harness::ControlPlane;
 use ipnet::IpNet;
@@ -24,7 +25,7 @@ use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHand
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Requests in flight while seeding.
 const CONCURRENCY: usize = 48;
@@ -212,18 +213,19 @@ async fn seed(client: &Client, sizes: &Sizes) -> anyhow::Result<()> {
 struct Sample {
     wall: Duration,
     max_rss_kib: i64,
-    ok: bool,
 }
 
 /// Runs the command with its output discarded; the kernel's rusage for exactly this child gives
-/// the peak RSS.
+/// the peak RSS. Fails unless the command exits 0: a run that failed measured nothing.
 fn measure(program: &str, args: &[&str]) -> anyhow::Result<Sample> {
+    let stderr = tempfile::tempfile()?;
     let start = Instant::now();
     let child = Command::new(program)
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+        .stderr(stderr.try_clone()?)
+        .spawn()
+        .with_context(|| format!("cannot run {program} (is it on PATH?)"))?;
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our own unreaped child.
@@ -233,31 +235,50 @@ fn measure(program: &str, args: &[&str]) -> anyhow::Result<Sample> {
     anyhow::ensure!(reaped == pid, "wait4 failed for {program}");
     // `child` was reaped by wait4 above; dropping it neither waits nor kills.
     drop(child);
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut stderr = stderr;
+        let mut output = String::new();
+        std::io::Seek::rewind(&mut stderr)?;
+        std::io::Read::read_to_string(&mut stderr, &mut output)?;
+        anyhow::bail!("{program} {args:?} did not exit 0 (wait status {status}):\n{output}");
+    }
     Ok(Sample {
         wall,
         max_rss_kib: usage.ru_maxrss,
-        ok: libc::WIFEXITED(status) && matches!(libc::WEXITSTATUS(status), 0 | 1),
     })
 }
 
-fn row(name: &str, program: &str, args: &[&str]) -> anyhow::Result<String> {
+/// RUNS runs of one command: prints its table row and returns its figures.
+fn row(name: &str, program: &str, args: &[&str]) -> anyhow::Result<Value> {
     let mut samples = (0..RUNS)
         .map(|_| measure(program, args))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(samples.iter().all(|s| s.ok), "{name} failed");
     samples.sort_by_key(|s| s.wall);
     let median = samples[RUNS / 2].wall;
     let min = samples[0].wall;
     let rss = samples.iter().map(|s| s.max_rss_kib).max().unwrap_or(0);
-    Ok(format!(
+    println!(
         "| {name} | {:.2} s | {:.2} s | {:.1} MiB |",
         median.as_secs_f64(),
         min.as_secs_f64(),
         rss as f64 / 1024.0
-    ))
+    );
+    Ok(json!({
+        "command": name,
+        "runs": RUNS,
+        "median_s": median.as_secs_f64(),
+        "fastest_s": min.as_secs_f64(),
+        "peak_rss_kib": rss,
+    }))
 }
 
 fn main() -> anyhow::Result<()> {
+    let smoke = harness::bench::smoke_size();
+    let record = Record::start(
+        "scale",
+        "cargo bench -p kubectl-ippool --bench scale",
+        smoke,
+    );
     let sizes = sizes();
     let cp = ControlPlane::start()?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -279,46 +300,39 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| command | median of {RUNS} | fastest | peak RSS |");
     println!("|---|---|---|---|");
-    println!(
-        "{}",
+    let commands = [
         row(
             "kubectl ippool list",
             plugin,
-            &["--kubeconfig", &kubeconfig, "list"]
-        )?
-    );
-    println!(
-        "{}",
+            &["--kubeconfig", &kubeconfig, "list"],
+        )?,
         row(
             "kubectl ippool check",
             plugin,
-            &["--kubeconfig", &kubeconfig, "check"]
-        )?
-    );
-    if Path::new("/usr/bin/kubectl").exists() || which("kubectl") {
-        println!(
-            "{}",
-            row(
-                "kubectl get pods -A -o json",
-                "kubectl",
-                &[
-                    "--kubeconfig",
-                    &kubeconfig,
-                    "get",
-                    "pods",
-                    "-A",
-                    "-o",
-                    "json"
-                ]
-            )?
-        );
-    } else {
-        println!("| kubectl get pods -A -o json | (kubectl not on PATH) | | |");
-    }
+            &["--kubeconfig", &kubeconfig, "check"],
+        )?,
+        row(
+            "kubectl get pods -A -o json",
+            "kubectl",
+            &[
+                "--kubeconfig",
+                &kubeconfig,
+                "get",
+                "pods",
+                "-A",
+                "-o",
+                "json",
+            ],
+        )?,
+    ];
+    record.write(json!({
+        "pods": sizes.pods,
+        "blocks": sizes.blocks,
+        "affinities": sizes.blocks,
+        "handles": sizes.pods,
+        "nodes": NODES,
+        "seeding_s": seeding.as_secs_f64(),
+        "commands": commands,
+    }))?;
     Ok(())
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }

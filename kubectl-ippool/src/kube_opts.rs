@@ -9,8 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use http::HeaderValue;
+use http::header::USER_AGENT;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
+
+/// Sent with every request (kube sends no user agent of its own), so that the API server's audit
+/// log and metrics tell this plugin's requests apart from kubectl's and other clients'.
+pub const USER_AGENT_VALUE: &str = concat!("kubectl-ippool/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct KubeOpts {
@@ -135,6 +141,9 @@ impl KubeOpts {
             config.read_timeout = Some(timeout);
             config.write_timeout = Some(timeout);
         }
+        config
+            .headers
+            .push((USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE)));
         Ok(config)
     }
 
@@ -171,6 +180,31 @@ pub fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn every_request_names_the_plugin_as_its_user_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+             users:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    \
+             user: u\ncurrent-context: x\n",
+        )
+        .unwrap();
+        let opts = KubeOpts {
+            kubeconfig: Some(kubeconfig),
+            ..KubeOpts::default()
+        };
+        let config = opts.config().await.unwrap();
+        let agents: Vec<_> = config
+            .headers
+            .iter()
+            .filter(|(name, _)| name == USER_AGENT)
+            .map(|(_, value)| value.to_str().unwrap())
+            .collect();
+        assert_eq!(agents, [USER_AGENT_VALUE]);
+    }
 
     #[test]
     fn timeouts_read_like_kubectl() {

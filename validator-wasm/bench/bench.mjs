@@ -1,11 +1,14 @@
-// One benchmark run (not a test): validates an N-pool file natively and through wasm in Node, prints
-// the ratio, the gzipped .wasm size and the time Chromium takes to instantiate the module.
-// Knobs: BENCH_POOLS (default 1000), BENCH_RUNS (10), BENCH_PAGES (5); NATIVE_BENCH_BIN (the
-// bench_native example binary, set by ../bench).
-import { execFileSync } from 'node:child_process';
+// One benchmark run (not a test), run by ./run under bench-record: validates an N-pool file natively
+// and through wasm in Node, interleaved (native, wasm, native, wasm, …) after the same warm-up on both
+// sides, plus the gzipped .wasm size and the time Chromium takes to instantiate the module. The native
+// side is bench_native, built with the wasm build's own profile and optimisation level (pkg/build.json).
+// Knobs: BENCH_POOLS (default 1000), BENCH_RUNS (10), BENCH_WARMUP (5), BENCH_PAGES (5);
+// NATIVE_BENCH_BIN and BENCH_RECORD_FIGURES are set by ./run and bench-record.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
 import { serveStatic } from '../scripts/serve.mjs';
 import { launchChromium } from '../tests/browser.mjs';
@@ -13,9 +16,11 @@ import { crate, loadValidator, pkg } from '../tests/helpers.mjs';
 
 const pools = Number(process.env.BENCH_POOLS ?? 1000);
 const runs = Number(process.env.BENCH_RUNS ?? 10);
+const warmup = Number(process.env.BENCH_WARMUP ?? 5);
 const pages = Number(process.env.BENCH_PAGES ?? 5);
 const nativeBin = process.env.NATIVE_BENCH_BIN;
-if (!nativeBin) throw new Error('NATIVE_BENCH_BIN must name the bench_native binary (run validator-wasm/bench/run)');
+const figuresFile = process.env.BENCH_RECORD_FIGURES;
+if (!nativeBin || !figuresFile) throw new Error('run validator-wasm/bench/run, which sets NATIVE_BENCH_BIN and BENCH_RECORD_FIGURES');
 
 /** N disjoint IPv4 /24 pools (10.a.b.0/24), alternating encapsulation, as one YAML stream. */
 function poolFile(n) {
@@ -44,42 +49,73 @@ function poolFile(n) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round = (x, digits = 3) => Number(x.toFixed(digits));
+
+/** The native process: one validation per request, its own timing in the answer. */
+function startNative(file) {
+  const child = spawn(nativeBin, [file], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const answers = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return {
+    async run() {
+      child.stdin.write('run\n');
+      const { value, done } = await answers.next();
+      if (done) throw new Error(`${nativeBin} stopped answering`);
+      return JSON.parse(value);
+    },
+    async close() {
+      child.stdin.end();
+      const code = await new Promise((resolve) => child.on('close', resolve));
+      if (code !== 0) throw new Error(`${nativeBin} exited ${code}`);
+    },
+  };
+}
 
 const work = mkdtempSync(join(tmpdir(), 'ippool-bench-'));
 try {
   const file = join(work, 'pools.yaml');
   const text = poolFile(pools);
   writeFileSync(file, text);
-
-  const native = JSON.parse(execFileSync(nativeBin, [file, String(runs)], { encoding: 'utf8' }));
+  const build = JSON.parse(readFileSync(join(pkg, 'build.json'), 'utf8'));
 
   const { validate, validateJson } = loadValidator();
   const options = { name: file };
-  // The first calls run V8's baseline wasm code (Liftoff) until the hot functions tier up to
-  // optimised code, so the first call is reported on its own and the medians come after a warm-up.
-  let start = performance.now();
-  validateJson(text, options);
-  const wasmFirstMs = performance.now() - start;
-  for (let i = 0; i < 5; i++) {
-    validateJson(text, options);
-    validate(text, options);
+  // What the figures are about: both sides read every pool and find it valid.
+  const report = validate(text, options);
+  if (report.documents.length !== pools || report.errors !== 0) {
+    throw new Error(`wasm: ${report.documents.length} documents, ${report.errors} errors for ${pools} valid pools`);
   }
+  const wasmRun = (call) => {
+    const start = performance.now();
+    call(text, options);
+    return performance.now() - start;
+  };
+
+  const native = startNative(file);
+  // The first call of each side on its own: V8 runs baseline wasm code (Liftoff) until the hot functions
+  // tier up, and the native process has cold caches. The report call (validate, an object) is the one a
+  // JavaScript caller usually makes; validateJson (compact JSON text) is like for like with the native
+  // side, which serialises as the CLI prints.
+  const nativeFirst = await native.run();
+  if (nativeFirst.documents !== pools || nativeFirst.errors !== 0) {
+    throw new Error(`native: ${nativeFirst.documents} documents, ${nativeFirst.errors} errors for ${pools} valid pools`);
+  }
+  const wasmFirstMs = wasmRun(validateJson);
+  for (let i = 0; i < warmup; i++) {
+    await native.run();
+    wasmRun(validateJson);
+    wasmRun(validate);
+  }
+  const nativeTimes = [];
   const jsonTimes = [];
   const objectTimes = [];
   for (let i = 0; i < runs; i++) {
-    // Like for like with the native side: the report as compact JSON text, as the CLI prints it.
-    start = performance.now();
-    validateJson(text, options);
-    jsonTimes.push(performance.now() - start);
-    // What a JavaScript caller usually uses: the report as an object (JSON.parse on top).
-    start = performance.now();
-    validate(text, options);
-    objectTimes.push(performance.now() - start);
+    nativeTimes.push((await native.run()).ms);
+    jsonTimes.push(wasmRun(validateJson));
+    objectTimes.push(wasmRun(validate));
   }
+  await native.close();
+  const nativeMs = median(nativeTimes);
   const wasmMs = median(jsonTimes);
-  const wasmObjectMs = median(objectTimes);
-  const documents = validate(text, options).documents.length;
-  if (documents !== native.documents) throw new Error(`wasm saw ${documents} documents, native ${native.documents}`);
 
   const wasmBytes = readFileSync(join(pkg, 'web', 'validator_wasm_bg.wasm'));
   const gzipped = gzipSync(wasmBytes, { level: 9 }).length;
@@ -100,29 +136,36 @@ try {
     await server.close();
   }
 
-  const result = {
+  const figures = {
     pools,
     bytes: text.length,
     runs,
-    nativeMedianMs: native.medianMs,
-    wasmNodeMedianMs: Number(wasmMs.toFixed(3)),
-    wasmToNativeRatio: Number((wasmMs / native.medianMs).toFixed(2)),
-    wasmNodeObjectMedianMs: Number(wasmObjectMs.toFixed(3)),
-    wasmNodeFirstCallMs: Number(wasmFirstMs.toFixed(3)),
+    warmupRuns: warmup,
+    order: 'interleaved per run: native, wasm validateJson, wasm validate',
+    build,
+    node: process.versions.node,
+    nativeFirstCallMs: round(nativeFirst.ms),
+    wasmNodeFirstCallMs: round(wasmFirstMs),
+    nativeMedianMs: round(nativeMs),
+    wasmNodeMedianMs: round(wasmMs),
+    wasmToNativeRatio: round(wasmMs / nativeMs, 2),
+    wasmNodeObjectMedianMs: round(median(objectTimes)),
+    nativeMs: nativeTimes.map((t) => round(t)),
+    wasmNodeMs: jsonTimes.map((t) => round(t)),
     wasmBytes: wasmBytes.length,
     wasmGzipBytes: gzipped,
-    chromiumInstantiateMedianMs: Number(median(instantiate).toFixed(2)),
+    chromiumInstantiateMedianMs: round(median(instantiate), 2),
     chromiumPages: pages,
   };
-  console.log(`pools validated:                        ${pools} (${(text.length / 1024).toFixed(0)} KiB YAML), ${runs} runs`);
-  console.log(`native validate + to_json, median:     ${result.nativeMedianMs.toFixed(2)} ms`);
-  console.log(`wasm validateJson (Node ${process.versions.node}), median: ${result.wasmNodeMedianMs.toFixed(2)} ms`);
-  console.log(`wasm / native:                          ${result.wasmToNativeRatio}x (target ≤ 2x)`);
-  console.log(`wasm validate (object), median:         ${result.wasmNodeObjectMedianMs.toFixed(2)} ms`);
-  console.log(`wasm first call (before tier-up):       ${result.wasmNodeFirstCallMs.toFixed(2)} ms`);
+  console.log(`pools validated:                        ${pools} (${(text.length / 1024).toFixed(0)} KiB YAML), ${runs} interleaved runs after ${warmup} warm-up`);
+  console.log(`both sides built with:                  profile ${build.profile}, opt-level ${build.optLevel}; wasm-opt: ${build.wasmOpt ?? 'none'}`);
+  console.log(`native validate + to_json, median:     ${figures.nativeMedianMs.toFixed(2)} ms (first call ${figures.nativeFirstCallMs.toFixed(2)} ms)`);
+  console.log(`wasm validateJson (Node ${process.versions.node}), median: ${figures.wasmNodeMedianMs.toFixed(2)} ms (first call ${figures.wasmNodeFirstCallMs.toFixed(2)} ms)`);
+  console.log(`wasm / native:                          ${figures.wasmToNativeRatio}x (target ≤ 2x)`);
+  console.log(`wasm validate (object), median:         ${figures.wasmNodeObjectMedianMs.toFixed(2)} ms`);
   console.log(`.wasm size:                             ${wasmBytes.length} bytes, ${gzipped} gzipped (target ≤ 300 KB)`);
-  console.log(`Chromium instantiate, median:           ${result.chromiumInstantiateMedianMs} ms over ${pages} page(s) (target < 50 ms)`);
-  console.log(JSON.stringify(result));
+  console.log(`Chromium instantiate, median:           ${figures.chromiumInstantiateMedianMs} ms over ${pages} page(s) (target < 50 ms)`);
+  writeFileSync(figuresFile, JSON.stringify(figures));
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -1,9 +1,12 @@
-//! Native side of validator-wasm/bench: validates a file `runs` times in-process, through the same
-//! `validate_text` the WebAssembly build calls, and serialises the report as the CLI does (compact
-//! JSON); prints the timings as JSON (milliseconds).
+//! Native side of validator-wasm/bench: validates one file through the same `validate_text` the
+//! WebAssembly build calls and serialises the report as the CLI does (compact JSON), once per `run`
+//! line read from stdin, answering each with one JSON line `{"ms":…,"documents":…,"errors":…}`. The
+//! Node side asks for one native run, makes one wasm run, and so on, so both sides see the same
+//! machine state (A B A B …). bench/run builds it with the wasm build's profile.
 //!
-//! `cargo run --release -p validator-wasm --example bench_native -- FILE RUNS`
+//! `bench_native FILE` (lines `run` on stdin)
 
+use std::io::{BufRead as _, Write as _};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -11,35 +14,32 @@ use validator_wasm::{ValidateOptions, validate_text};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (Some(file), runs) = (args.next(), args.next()) else {
-        bail!("usage: bench_native FILE [RUNS]");
+    let (Some(file), None) = (args.next(), args.next()) else {
+        bail!("usage: bench_native FILE (then one line `run` per validation on stdin)");
     };
-    let runs: usize = runs
-        .as_deref()
-        .unwrap_or("10")
-        .parse()
-        .context("RUNS must be a number")?;
     let text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
     let options = ValidateOptions {
         name: Some(file.clone()),
         ..ValidateOptions::default()
     };
-    let mut times = Vec::with_capacity(runs);
-    let mut documents = 0;
-    for _ in 0..runs.max(1) {
+    let mut stdout = std::io::stdout().lock();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading stdin")?;
+        if line != "run" {
+            bail!("unknown request {line:?}: only `run`");
+        }
         let start = Instant::now();
         let report = validate_text(&text, &options)?;
         let json = report.to_json();
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
-        documents = report.documents.len();
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
         std::hint::black_box(json);
+        writeln!(
+            stdout,
+            "{{\"ms\":{ms:.4},\"documents\":{},\"errors\":{}}}",
+            report.documents.len(),
+            report.errors
+        )?;
+        stdout.flush()?;
     }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "{{\"documents\":{documents},\"runs\":{},\"medianMs\":{:.3},\"minMs\":{:.3}}}",
-        times.len(),
-        times[times.len() / 2],
-        times[0]
-    );
     Ok(())
 }

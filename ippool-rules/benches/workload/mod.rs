@@ -3,12 +3,20 @@
 
 use ippool_rules::context::{ClusterCidrs, ClusterContext, Strength};
 
-/// Pool count from `IPPOOL_BENCH_POOLS` (default 10,000; use e.g. 200 for a smoke run).
+/// A number from the environment variable `name`, else `default`; a value that is not a number
+/// stops the bench rather than being ignored.
+pub fn setting(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Pool count from `IPPOOL_BENCH_POOLS` (default 10,000; `./dev test` uses 200 for a smoke run).
 pub fn pool_count() -> usize {
-    std::env::var("IPPOOL_BENCH_POOLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000)
+    setting("IPPOOL_BENCH_POOLS", 10_000)
 }
 
 /// `count` pools, each a /24 of 10.0.0.0/8 (so none overlap), as one multi-document stream.

@@ -153,7 +153,7 @@ static CATALOG: &[RuleInfo] = &[
     rule(
         "IPP031",
         Error,
-        "global() is used in an IPPool selector",
+        "global( appears in an IPPool selector",
         Some("global() selector is not valid for IPPool nodeSelector - use all() instead"),
     ),
     rule(
@@ -222,7 +222,7 @@ static CATALOG: &[RuleInfo] = &[
     rule(
         "IPP053",
         Error,
-        "the pool overlaps a loopback, multicast or unspecified range",
+        "the pool overlaps a loopback, multicast, unspecified or IPv4-mapped range",
         None,
     ),
     rule(

@@ -1,4 +1,4 @@
-//! nodeSelector and namespaceSelector must be valid Calico selectors, and not global().
+//! nodeSelector and namespaceSelector must be valid Calico selectors, and not use global().
 
 use super::{Finding, PoolView, spec_path};
 use crate::selector::Selector;
@@ -21,13 +21,15 @@ pub(super) fn check(view: &PoolView<'_>, out: &mut Vec<Finding>) {
                 )
                 .hint("e.g. all(), has(zone), zone == 'a', zone in {'a', 'b'}, !has(gpu) && role != 'edge'"),
             ),
-            Ok(selector) if selector.uses_global() => out.push(
+            // Calico's check is textual: `global(` anywhere, even inside a quoted value, is
+            // refused (such a value is no valid label value, so the selector could never match).
+            Ok(_) if text.contains("global(") => out.push(
                 Finding::new(
                     "IPP031",
                     spec_path(field),
                     format!("global() selector is not valid for IPPool {field} - use all() instead"),
                 )
-                .hint("replace global() with all()"),
+                .hint("replace global() with all(); Calico refuses the text global( anywhere in the selector"),
             ),
             Ok(_) => {}
         }

@@ -15,12 +15,13 @@ pub(super) fn check(view: &PoolView<'_>, out: &mut Vec<Finding>) {
         .allowed_uses
         .as_ref()
         .is_some_and(|u| u.contains(&AllowedUse::Tunnel));
+    // Calico refuses any written selector, even a blank one (which would select everything).
     let has_namespace_selector = view
         .pool
         .spec
         .namespace_selector
         .as_deref()
-        .is_some_and(|s| !s.trim().is_empty());
+        .is_some_and(|s| !s.is_empty());
     if explicit_tunnel && has_namespace_selector {
         out.push(
             Finding::new(
@@ -35,8 +36,10 @@ pub(super) fn check(view: &PoolView<'_>, out: &mut Vec<Finding>) {
 
 fn check_load_balancer(view: &PoolView<'_>, out: &mut Vec<Finding>) {
     let spec = &view.spec;
-    if spec.ipip_mode != EncapMode::Never || spec.vxlan_mode != EncapMode::Never {
-        let field = if spec.ipip_mode != EncapMode::Never {
+    // As Calico: only a mode that enables encapsulation counts; a misspelt one is IPP027's.
+    let enables = |m: &EncapMode| matches!(m, EncapMode::Always | EncapMode::CrossSubnet);
+    if enables(&spec.ipip_mode) || enables(&spec.vxlan_mode) {
+        let field = if enables(&spec.ipip_mode) {
             "ipipMode"
         } else {
             "vxlanMode"

@@ -15,7 +15,7 @@ use ippool_cluster::names;
 use ippool_cluster::resources::CalicoApi;
 use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHandle, ObjectMeta};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -196,6 +196,15 @@ pub async fn create_node(client: &Client, name: &str) {
         .create(&PostParams::default(), &node)
         .await
         .expect("node created");
+}
+
+/// Records `address` as the node's IPIP tunnel address, as calico-node's allocator does.
+pub async fn annotate_tunnel(client: &Client, node: &str, address: IpAddr) {
+    let patch = json!({"metadata": {"annotations": {"projectcalico.org/IPv4IPIPTunnelAddr": address.to_string()}}});
+    Api::<Node>::all(client.clone())
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("node annotated");
 }
 
 /// A namespace whose default ServiceAccount exists (pod admission needs it).

@@ -4,11 +4,13 @@
 //!
 //! `cargo bench -p calico-sim --bench scale`; `SIM_BENCH_PODS` / `SIM_BENCH_NODES` change the
 //! size; the smoke size (`IPPOOL_BENCH_SMOKE=1` or `cargo test --benches`, as for every bench of
-//! the workspace) is 100 pods on 10 nodes.
+//! the workspace) is 100 pods on 10 nodes. Writes `bench-results/sim-scale.json`; at every size the
+//! run fails unless every pod becomes Running and Ready with an address of its own.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use bench_record::Record;
 use futures::StreamExt as _;
 use harness::{ControlPlane, Sim, SimOptions};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -84,6 +86,11 @@ fn ready(pod: &Pod) -> bool {
 
 #[tokio::main]
 async fn main() {
+    let record = Record::start(
+        "sim-scale",
+        "cargo bench -p calico-sim --bench scale",
+        harness::bench::smoke_size(),
+    );
     let pods = size("SIM_BENCH_PODS", 100, 2000);
     let nodes = size("SIM_BENCH_NODES", 10, 100);
     let cp = ControlPlane::start().expect("control plane");
@@ -127,6 +134,15 @@ async fn main() {
         "every pod has its own address"
     );
     let peak = sim.pid().and_then(peak_rss_kib);
+    record
+        .write(json!({
+            "pods": pods,
+            "nodes": nodes,
+            "all_ready_s": elapsed.as_secs_f64(),
+            "pods_per_s": pods as f64 / elapsed.as_secs_f64(),
+            "sim_peak_rss_kib": peak,
+        }))
+        .expect("the bench record is written");
     println!(
         "calico-sim scale: {pods} pods on {nodes} nodes Running and Ready {:.1} s after the Deployment was created ({:.0} pods/s); calico-sim peak RSS (VmHWM) {}",
         elapsed.as_secs_f64(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use harness::{ControlPlane, HarnessError, wait_for, wait_for_all};
+use harness::{ControlPlane, HarnessError, crds, wait_for, wait_for_all};
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::ConfigMap, core::v1::Pod},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -16,16 +16,6 @@ use kube::{
         watcher,
     },
 };
-
-const CALICO_CRDS: [&str; 7] = [
-    "blockaffinities.crd.projectcalico.org",
-    "clusterinformations.crd.projectcalico.org",
-    "ipamblocks.crd.projectcalico.org",
-    "ipamconfigs.crd.projectcalico.org",
-    "ipamhandles.crd.projectcalico.org",
-    "ippools.crd.projectcalico.org",
-    "ipreservations.crd.projectcalico.org",
-];
 
 fn established(crd: &CustomResourceDefinition) -> bool {
     conditions::is_crd_established().matches_object(Some(crd))
@@ -50,9 +40,14 @@ async fn calico_crds_are_established_and_kubeadm_config_is_seeded() -> Result<()
         .map(|c| c.name_any())
         .collect();
     names.sort();
+    let mut calicos: Vec<String> = crds::read_dir(&crds::calico_dir(cp.binaries()))?
+        .into_iter()
+        .map(|c| c.name_any())
+        .collect();
+    calicos.sort();
     assert_eq!(
-        names, CALICO_CRDS,
-        "every Calico CRD is installed and Established, and nothing else"
+        names, calicos,
+        "every CRD of the pinned Calico release is installed and Established, and nothing else"
     );
 
     let config_maps: Api<ConfigMap> = Api::namespaced(client, "kube-system");
@@ -75,6 +70,15 @@ async fn calico_crds_are_established_and_kubeadm_config_is_seeded() -> Result<()
         cluster_configuration["networking"]["serviceSubnet"],
         "10.96.0.0/12"
     );
+
+    // What calico-node would have written: without it Calico's CNI plugin refuses to run, and
+    // calicoctl compares its own version with calicoVersion.
+    let info = cp.calicoctl(&["get", "clusterinformation", "default", "-o", "json"])?;
+    let info: serde_json::Value = serde_json::from_str(&info).expect("calicoctl prints JSON");
+    assert_eq!(info["spec"]["datastoreReady"], true);
+    assert_eq!(info["spec"]["calicoVersion"], "v3.31.0");
+    let check = cp.ipam_check()?;
+    assert_eq!(check.problems, 0, "{}", check.text);
     Ok(())
 }
 
@@ -135,7 +139,16 @@ async fn down_stops_every_recorded_process() -> Result<(), HarnessError> {
     let mut cp = ControlPlane::start()?;
     let started = cp.processes()?;
     let names: Vec<&str> = started.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["etcd", "kube-apiserver", "kube-controller-manager"]);
+    assert_eq!(
+        names,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-controllers"
+        ]
+    );
     assert!(
         started.iter().all(|p| p.is_running()),
         "all running after start: {started:?}"
