@@ -2,13 +2,13 @@
 //! IPAM objects Calico writes, assigning and releasing addresses inside an IPAMBlock the way
 //! libcalico-go's `allocationBlock` does (take ordinals from the front of `unallocated`, return
 //! them to its end, share one attribute entry per handle and owner, drop attributes nobody points
-//! at), and the order in which a node looks for a block to claim.
+//! at). The plugin releases with these; its tests seed with them states Calico would not reach.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use ippool_rules::cidr::{self, Family};
+use ippool_rules::cidr;
 use ippool_rules::model::{
     AllocationAttribute, BlockAffinity, BlockAffinitySpec, IpamBlock, IpamBlockSpec, IpamHandle,
     IpamHandleSpec, ObjectMeta,
@@ -242,34 +242,6 @@ pub fn allocations(block: &IpamBlock) -> Result<Vec<Allocation<'_>>, BlockError>
         .collect())
 }
 
-/// Addresses the block holds for `handle_id`.
-pub fn handle_addresses(block: &IpamBlock, handle_id: &str) -> Result<Vec<IpAddr>, BlockError> {
-    Ok(allocations(block)?
-        .into_iter()
-        .filter(|a| a.handle_id() == Some(handle_id))
-        .map(|a| a.address)
-        .collect())
-}
-
-/// Free addresses left in the block.
-pub fn free_count(block: &IpamBlock) -> usize {
-    block.spec.unallocated.len()
-}
-
-/// Whether no address of the block is allocated.
-pub fn is_empty(block: &IpamBlock) -> bool {
-    block.spec.allocations.iter().all(Option::is_none)
-}
-
-/// The node a block is affine to (`affinity: host:<node>`).
-pub fn affine_node(block: &IpamBlock) -> Option<&str> {
-    block
-        .spec
-        .affinity
-        .as_deref()
-        .and_then(names::affinity_host)
-}
-
 /// Assigns up to `count` free addresses to `handle_id` with the owner's `secondary` attributes,
 /// taking ordinals from the front of `unallocated` and recording the sequence number of each
 /// allocation; bumps `sequenceNumber` as every block write does. Returns the addresses taken
@@ -363,38 +335,6 @@ fn drop_unreferenced_attributes(spec: &mut IpamBlockSpec) {
     }
 }
 
-/// The pool's blocks in the order a node tries them when it needs a new block: starting at an
-/// offset derived from the node name, wrapping around (Calico seeds a random start with the same
-/// purpose: nodes claiming at the same moment should not all race for the first block; the exact
-/// sequence differs from Calico's).
-pub fn block_search_order(
-    pool: &IpNet,
-    block_size: u8,
-    node: &str,
-) -> impl Iterator<Item = IpNet> + use<> {
-    let pool = pool.trunc();
-    let count = cidr::block_count(&pool, block_size);
-    let start = if count == 0 {
-        0
-    } else {
-        u128::from(fnv1_32(node.as_bytes())) % count
-    };
-    let step_bits = Family::of(&pool).bits() - block_size;
-    (0..count).filter_map(move |i| {
-        let index = (start + i) % count;
-        let offset = index.checked_shl(u32::from(step_bits))?;
-        let first = cidr::nth_address(&pool, offset)?;
-        Some(cidr::block_of(first, block_size))
-    })
-}
-
-/// 32-bit FNV-1, the hash Calico seeds its block search with.
-fn fnv1_32(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| {
-        hash.wrapping_mul(0x0100_0193) ^ u32::from(*b)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,8 +362,8 @@ mod tests {
         assert_eq!(b.spec.allocations, vec![None; 4]);
         assert_eq!(b.spec.unallocated, vec![0, 1, 2, 3]);
         assert_eq!(b.spec.strict_affinity, Some(false));
-        assert_eq!(affine_node(&b), Some("n1"));
-        assert!(is_empty(&b));
+        assert_eq!(b.spec.affinity.as_deref(), Some("host:n1"));
+        assert!(allocations(&b).unwrap().is_empty());
         assert!(matches!(
             new_block(net("10.0.0.0/8"), None, 0),
             Err(BlockError::TooLarge { .. })
@@ -451,7 +391,7 @@ mod tests {
         // Only one left.
         assert_eq!(assign(&mut b, 5, "h3", &owner("c")).unwrap().len(), 1);
         assert!(assign(&mut b, 1, "h4", &owner("d")).unwrap().is_empty());
-        assert_eq!(free_count(&b), 0);
+        assert!(b.spec.unallocated.is_empty());
     }
 
     #[test]
@@ -478,7 +418,13 @@ mod tests {
                 .unwrap()
                 .contains_key("1")
         );
-        assert_eq!(handle_addresses(&b, "h3").unwrap(), vec![addr("10.0.0.2")]);
+        let h3: Vec<IpAddr> = allocations(&b)
+            .unwrap()
+            .iter()
+            .filter(|a| a.handle_id() == Some("h3"))
+            .map(|a| a.address)
+            .collect();
+        assert_eq!(h3, vec![addr("10.0.0.2")]);
         // Releasing an unknown handle changes nothing.
         let before = b.clone();
         assert!(release_handle(&mut b, "nope").unwrap().is_empty());
@@ -491,7 +437,7 @@ mod tests {
         release_handle(&mut b, "h1").unwrap();
         release_handle(&mut b, "h3").unwrap();
         release_handle(&mut b, "h4").unwrap();
-        assert!(is_empty(&b));
+        assert!(allocations(&b).unwrap().is_empty());
         assert!(b.spec.attributes.is_empty());
     }
 
@@ -550,41 +496,5 @@ mod tests {
         );
         assert_eq!(h.metadata.name.as_deref(), Some("k8s-pod-network.abc"));
         assert_eq!(h.spec.handle_id, "k8s-pod-network.ABC");
-    }
-
-    #[test]
-    fn search_order_covers_every_block_once_from_a_node_offset() {
-        let pool = net("10.0.0.0/24");
-        let order: Vec<IpNet> = block_search_order(&pool, 26, "sim-0").collect();
-        assert_eq!(order.len(), 4);
-        let mut sorted = order.clone();
-        sorted.sort();
-        assert_eq!(sorted, cidr::blocks(&pool, 26).collect::<Vec<_>>());
-        // Wraps around in address order from its start.
-        let start = order[0];
-        let position = sorted.iter().position(|b| *b == start).unwrap();
-        assert_eq!(order[1], sorted[(position + 1) % 4]);
-        // Different nodes usually start elsewhere.
-        let starts: std::collections::BTreeSet<IpNet> = (0..16)
-            .map(|i| {
-                block_search_order(&pool, 26, &format!("sim-{i}"))
-                    .next()
-                    .unwrap()
-            })
-            .collect();
-        assert!(starts.len() > 1);
-        assert_eq!(block_search_order(&net("10.0.0.0/27"), 26, "n").count(), 0);
-        let v6: Vec<IpNet> = block_search_order(&net("fd00::/48"), 122, "n")
-            .take(2)
-            .collect();
-        assert_eq!(v6.len(), 2);
-        assert!(v6.iter().all(|b| b.prefix_len() == 122));
-    }
-
-    #[test]
-    fn fnv1_matches_reference() {
-        // Go: fnv.New32() over "a" → 0x050c5d7e; over "" → 0x811c9dc5.
-        assert_eq!(fnv1_32(b""), 0x811c_9dc5);
-        assert_eq!(fnv1_32(b"a"), 0x050c_5d7e);
     }
 }

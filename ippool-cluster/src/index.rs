@@ -8,6 +8,8 @@ use ipnet::IpNet;
 use ippool_rules::cidr;
 use ippool_rules::model::{IpPool, IpamBlock};
 
+use crate::names;
+
 /// Pools by CIDR, most specific first, so that an address in overlapping pools (a state the rules
 /// forbid but a cluster may hold) is attributed to the narrower one.
 pub struct PoolIndex<'a> {
@@ -83,15 +85,15 @@ impl<'a> Allocation<'a> {
                 .map(String::as_str)
                 .filter(|v| !v.is_empty())
         };
-        if let Some(kind) =
-            get("type").filter(|t| t.ends_with("TunnelAddress") || t.contains("Wireguard"))
+        if let Some(kind) = get(names::ATTRIBUTE_TYPE)
+            .filter(|t| t.ends_with("TunnelAddress") || t.contains("Wireguard"))
         {
             return AllocationUse::Tunnel {
-                node: get("node").unwrap_or(""),
+                node: get(names::ATTRIBUTE_NODE).unwrap_or(""),
                 kind,
             };
         }
-        match (get("namespace"), get("pod")) {
+        match (get(names::ATTRIBUTE_NAMESPACE), get(names::ATTRIBUTE_POD)) {
             (Some(namespace), Some(pod)) => AllocationUse::Workload { namespace, pod },
             _ => AllocationUse::Unknown,
         }
@@ -100,7 +102,7 @@ impl<'a> Allocation<'a> {
     /// The node named in the attributes, else the block's host affinity.
     pub fn node(&self) -> Option<&'a str> {
         self.secondary
-            .and_then(|s| s.get("node"))
+            .and_then(|s| s.get(names::ATTRIBUTE_NODE))
             .map(String::as_str)
             .filter(|n| !n.is_empty())
             .or_else(|| host_of_affinity(self.block.spec.affinity.as_deref()))
@@ -109,7 +111,7 @@ impl<'a> Allocation<'a> {
 
 /// `host:<node>` → `<node>`.
 pub fn host_of_affinity(affinity: Option<&str>) -> Option<&str> {
-    affinity.and_then(|a| a.strip_prefix("host:"))
+    affinity.and_then(names::affinity_host)
 }
 
 /// Every allocation of one block. Entries pointing past `attributes` still count (with no

@@ -1,6 +1,5 @@
-//! Cluster access shared by the kubectl plugin, the admission webhook and calico-sim: Calico's
-//! resources over the Kubernetes API, Calico's datastore naming, pool selection and block
-//! allocation.
+//! Cluster access shared by the kubectl plugin and the admission webhook: Calico's resources over
+//! the Kubernetes API, Calico's datastore naming, and Calico's block arithmetic.
 
 pub mod allocation;
 pub mod api;
@@ -17,7 +16,6 @@ pub mod release;
 pub mod request_error;
 pub mod resources;
 pub mod rest;
-pub mod selection;
 pub mod snapshot;
 pub mod usage;
 pub mod view;

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use ippool_rules::cidr::Family;
-use ippool_rules::model::Encapsulation;
 use sha2::Digest as _;
 
 /// Label on a BlockAffinity: base32 of sha3-256 of the node name (a node name may be longer than a
@@ -34,11 +33,7 @@ pub const POD_NETWORK_NAME: &str = "k8s-pod-network";
 pub const ATTRIBUTE_NODE: &str = "node";
 pub const ATTRIBUTE_POD: &str = "pod";
 pub const ATTRIBUTE_NAMESPACE: &str = "namespace";
-pub const ATTRIBUTE_TIMESTAMP: &str = "timestamp";
 pub const ATTRIBUTE_TYPE: &str = "type";
-
-/// The singleton IPAMConfig's name.
-pub const IPAM_CONFIG_NAME: &str = "default";
 
 /// Block affinity types.
 pub const AFFINITY_TYPE_HOST: &str = "host";
@@ -143,31 +138,6 @@ pub fn container_id_of_pod_handle(handle_id: &str) -> Option<&str> {
         .and_then(|rest| rest.strip_prefix('.'))
 }
 
-/// The handle ID calico-node uses for a node's tunnel address (`ipip-tunnel-addr-<node>`,
-/// `vxlan-tunnel-addr-<node>`).
-pub fn tunnel_handle_id(encapsulation: Encapsulation, node: &str) -> String {
-    match encapsulation {
-        Encapsulation::Ipip => format!("ipip-tunnel-addr-{node}"),
-        Encapsulation::Vxlan => format!("vxlan-tunnel-addr-{node}"),
-    }
-}
-
-/// The allocation attribute `type` of a tunnel address.
-pub fn tunnel_attribute_type(encapsulation: Encapsulation) -> &'static str {
-    match encapsulation {
-        Encapsulation::Ipip => "ipipTunnelAddress",
-        Encapsulation::Vxlan => "vxlanTunnelAddress",
-    }
-}
-
-/// The Kubernetes Node annotation in which Calico's datastore keeps a node's IPv4 tunnel address.
-pub fn tunnel_node_annotation(encapsulation: Encapsulation) -> &'static str {
-    match encapsulation {
-        Encapsulation::Ipip => "projectcalico.org/IPv4IPIPTunnelAddr",
-        Encapsulation::Vxlan => "projectcalico.org/IPv4VXLANTunnelAddr",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,14 +223,6 @@ mod tests {
             Some("abc")
         );
         assert_eq!(container_id_of_pod_handle("ipip-tunnel-addr-n"), None);
-        assert_eq!(
-            tunnel_handle_id(Encapsulation::Ipip, "sim-1"),
-            "ipip-tunnel-addr-sim-1"
-        );
-        assert_eq!(
-            tunnel_handle_id(Encapsulation::Vxlan, "sim-1"),
-            "vxlan-tunnel-addr-sim-1"
-        );
         assert_eq!(host_affinity("sim-1"), "host:sim-1");
         assert_eq!(affinity_host("host:sim-1"), Some("sim-1"));
         assert_eq!(affinity_host("virtual:load-balancer"), None);

@@ -207,7 +207,7 @@ pub async fn release_affinity(
                 None => continue,
             }
         };
-        let host = format!("host:{}", current.spec.node);
+        let host = names::host_affinity(&current.spec.node);
         if block.spec.affinity.as_deref().is_some_and(|a| a != host) {
             // The block belongs to another node: this affinity is stale; the block is not ours.
             match delete_affinity(calico, &current, observer).await? {

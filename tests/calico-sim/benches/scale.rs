@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use bench_record::Record;
 use futures::StreamExt as _;
 use harness::{ControlPlane, Sim, SimOptions};
-use ippool_cluster::resources::CalicoApi;
-use ippool_rules::model::IpPool;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
@@ -105,16 +103,12 @@ async fn main() {
     )
     .expect("calico-sim");
     let client = cp.client().await;
-    let pool: IpPool = serde_json::from_value(json!({
-        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
-        "metadata": {"name": "default-ipv4-ippool"},
-        "spec": {"cidr": "10.128.0.0/12", "ipipMode": "Always", "natOutgoing": true},
-    }))
-    .unwrap();
-    CalicoApi::<IpPool>::new(client.clone())
-        .create(&pool)
-        .await
-        .unwrap();
+    harness::workloads::create_pool(
+        &client,
+        "default-ipv4-ippool",
+        json!({"cidr": "10.128.0.0/12", "ipipMode": "Always", "natOutgoing": true}),
+    )
+    .await;
 
     let deployment: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "scale"},

@@ -1,139 +1,80 @@
-//! What the sim knows of the cluster: caches fed by watches and by the responses of its own writes.
-//! Nothing here is authoritative — every write is conditional on the resourceVersion it was
-//! computed from — so a stale entry costs a retry, never a double allocation.
+//! What the sim knows of the cluster, from its watches: the pools (for which address families the
+//! CNI configuration asks, as Calico's installer decides, and for when tunnel addresses may need
+//! to change) and its own nodes. Calico's plugin and allocator read everything else themselves.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard};
 
 use ipnet::IpNet;
-use ippool_cluster::allocation;
-use ippool_rules::cidr::Family;
-use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamConfigSpec, ObjectMeta};
-use k8s_openapi::api::core::v1::Taint;
+use kube::api::DynamicObject;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 
-/// A namespace as IPAM sees it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct NamespaceInfo {
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
+use crate::calico::Families;
+
+/// A pool as the sim needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolInfo {
+    pub cidr: Option<IpNet>,
+    pub disabled: bool,
+    /// The fields calico-node's tunnel allocator decides by; when they change, it must run again.
+    pub tunnel_view: Value,
 }
 
-/// One of the sim's nodes as the scheduler and IPAM see it.
+impl PoolInfo {
+    pub fn of(pool: &DynamicObject) -> PoolInfo {
+        let spec = &pool.data["spec"];
+        PoolInfo {
+            cidr: spec["cidr"].as_str().and_then(|c| c.parse::<IpNet>().ok()),
+            disabled: spec["disabled"].as_bool().unwrap_or(false),
+            tunnel_view: json!([
+                spec["cidr"],
+                spec["disabled"],
+                spec["ipipMode"],
+                spec["vxlanMode"],
+                spec["nodeSelector"],
+                spec["allowedUses"],
+                pool.metadata.deletion_timestamp.is_some(),
+            ]),
+        }
+    }
+}
+
+/// One of the sim's nodes as the kubelet needs it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeInfo {
     pub name: String,
+    /// What pools select nodes by.
     pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub taints: Vec<Taint>,
-    pub unschedulable: bool,
     pub internal_ip: Option<IpAddr>,
 }
 
-/// The watches whose initial list must be complete before the sim allocates anything.
+/// The watches whose initial list must be complete before a worker starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Pools = 1,
-    Blocks = 2,
-    Affinities = 4,
-    Config = 8,
-    Namespaces = 16,
-    Nodes = 32,
+    Nodes = 2,
 }
 
-const ALL_SOURCES: u8 = 63;
+const ALL_SOURCES: u8 = 3;
 
 #[derive(Default)]
 struct Inner {
-    pools: BTreeMap<String, IpPool>,
-    config: Option<IpamConfigSpec>,
-    namespaces: HashMap<String, NamespaceInfo>,
+    pools: BTreeMap<String, PoolInfo>,
     nodes: HashMap<String, NodeInfo>,
-    blocks: BTreeMap<IpNet, IpamBlock>,
-    /// Handle ID → blocks holding addresses for it.
-    handle_blocks: HashMap<String, BTreeSet<IpNet>>,
-    affinities: HashMap<String, BlockAffinity>,
-    /// Node → CIDRs of its BlockAffinities.
-    node_affinities: HashMap<String, BTreeSet<IpNet>>,
+}
+
+/// What a change of pools means for the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolChange {
+    /// Tunnel addresses may have to be assigned, moved or removed.
+    pub tunnels: bool,
 }
 
 pub struct Cluster {
     inner: Mutex<Inner>,
     synced: watch::Sender<u8>,
-}
-
-/// Resource versions are etcd revisions on every API server this sim meets; comparing them keeps
-/// a late watch event from overwriting the response of a newer write. Unparseable versions are
-/// taken as newer.
-fn is_newer(candidate: &ObjectMeta, current: &ObjectMeta) -> bool {
-    let parse = |m: &ObjectMeta| m.resource_version.as_deref()?.parse::<u64>().ok();
-    match (parse(candidate), parse(current)) {
-        (Some(c), Some(k)) => c >= k,
-        _ => true,
-    }
-}
-
-impl Inner {
-    fn unindex_block(&mut self, cidr: &IpNet) {
-        let Some(old) = self.blocks.get(cidr) else {
-            return;
-        };
-        for attribute in &old.spec.attributes {
-            if let Some(handle) = &attribute.handle_id
-                && let Some(set) = self.handle_blocks.get_mut(handle)
-            {
-                set.remove(cidr);
-                if set.is_empty() {
-                    self.handle_blocks.remove(handle);
-                }
-            }
-        }
-    }
-
-    fn put_block(&mut self, cidr: IpNet, block: IpamBlock) {
-        self.unindex_block(&cidr);
-        for attribute in &block.spec.attributes {
-            if let Some(handle) = &attribute.handle_id {
-                self.handle_blocks
-                    .entry(handle.clone())
-                    .or_default()
-                    .insert(cidr);
-            }
-        }
-        self.blocks.insert(cidr, block);
-    }
-
-    fn drop_block(&mut self, cidr: &IpNet) {
-        self.unindex_block(cidr);
-        self.blocks.remove(cidr);
-    }
-
-    fn put_affinity(&mut self, affinity: BlockAffinity) {
-        let name = affinity.metadata.name.clone().unwrap_or_default();
-        self.drop_affinity(&name);
-        if affinity.spec.deleted != "true"
-            && let Ok(cidr) = affinity.spec.cidr.parse::<IpNet>()
-        {
-            self.node_affinities
-                .entry(affinity.spec.node.clone())
-                .or_default()
-                .insert(cidr.trunc());
-        }
-        self.affinities.insert(name, affinity);
-    }
-
-    fn drop_affinity(&mut self, name: &str) {
-        let Some(old) = self.affinities.remove(name) else {
-            return;
-        };
-        if let (Ok(cidr), Some(set)) = (
-            old.spec.cidr.parse::<IpNet>(),
-            self.node_affinities.get_mut(&old.spec.node),
-        ) {
-            set.remove(&cidr.trunc());
-        }
-    }
 }
 
 impl Cluster {
@@ -160,55 +101,52 @@ impl Cluster {
         let _ = rx.wait_for(|bits| *bits == ALL_SOURCES).await;
     }
 
-    // --- pools, config, namespaces, nodes: replaced whole by their watches ---
-
-    pub fn set_pools(&self, pools: impl IntoIterator<Item = IpPool>) {
-        self.lock().pools = pools
-            .into_iter()
-            .map(|p| (p.name().to_owned(), p))
-            .collect();
+    fn tunnel_views(pools: &BTreeMap<String, PoolInfo>) -> Vec<(&String, &Value)> {
+        pools.iter().map(|(n, p)| (n, &p.tunnel_view)).collect()
     }
 
-    pub fn put_pool(&self, pool: IpPool) {
-        self.lock().pools.insert(pool.name().to_owned(), pool);
+    fn replace_pools(&self, update: impl FnOnce(&mut BTreeMap<String, PoolInfo>)) -> PoolChange {
+        let mut inner = self.lock();
+        let before = serde_json::to_value(Self::tunnel_views(&inner.pools)).unwrap_or_default();
+        update(&mut inner.pools);
+        let after = serde_json::to_value(Self::tunnel_views(&inner.pools)).unwrap_or_default();
+        PoolChange {
+            tunnels: before != after,
+        }
     }
 
-    pub fn drop_pool(&self, name: &str) {
-        self.lock().pools.remove(name);
+    pub fn set_pools(&self, pools: Vec<(String, PoolInfo)>) -> PoolChange {
+        self.replace_pools(|all| *all = pools.into_iter().collect())
     }
 
-    /// Every pool, ordered by name as Calico lists them.
-    pub fn pools(&self) -> Vec<IpPool> {
-        self.lock().pools.values().cloned().collect()
-    }
-
-    pub fn set_config(&self, config: Option<IpamConfigSpec>) {
-        self.lock().config = config;
-    }
-
-    /// The IPAMConfig in force; Calico's defaults when there is none.
-    pub fn config(&self) -> IpamConfigSpec {
-        self.lock().config.clone().unwrap_or(IpamConfigSpec {
-            strict_affinity: false,
-            auto_allocate_blocks: true,
-            max_blocks_per_host: None,
+    pub fn put_pool(&self, name: String, pool: PoolInfo) -> PoolChange {
+        self.replace_pools(|all| {
+            all.insert(name, pool);
         })
     }
 
-    pub fn set_namespaces(&self, namespaces: HashMap<String, NamespaceInfo>) {
-        self.lock().namespaces = namespaces;
+    pub fn drop_pool(&self, name: &str) -> PoolChange {
+        self.replace_pools(|all| {
+            all.remove(name);
+        })
     }
 
-    pub fn put_namespace(&self, name: String, info: NamespaceInfo) -> bool {
-        self.lock().namespaces.insert(name, info.clone()) != Some(info)
-    }
-
-    pub fn drop_namespace(&self, name: &str) {
-        self.lock().namespaces.remove(name);
-    }
-
-    pub fn namespace(&self, name: &str) -> Option<NamespaceInfo> {
-        self.lock().namespaces.get(name).cloned()
+    /// What Calico's installer would configure for these pools: IPv6 when there is an enabled
+    /// IPv6 pool, IPv4 when there is an enabled IPv4 pool or no enabled IPv6 one (the IPAM
+    /// plugin's own default).
+    pub fn families(&self) -> Families {
+        let inner = self.lock();
+        let enabled = |v6: bool| {
+            inner
+                .pools
+                .values()
+                .any(|p| !p.disabled && p.cidr.is_some_and(|c| matches!(c, IpNet::V6(_)) == v6))
+        };
+        let ipv6 = enabled(true);
+        Families {
+            ipv4: enabled(false) || !ipv6,
+            ipv6,
+        }
     }
 
     pub fn set_nodes(&self, nodes: HashMap<String, NodeInfo>) {
@@ -227,222 +165,48 @@ impl Cluster {
     pub fn node(&self, name: &str) -> Option<NodeInfo> {
         self.lock().nodes.get(name).cloned()
     }
+}
 
-    pub fn nodes(&self) -> Vec<NodeInfo> {
-        let mut nodes: Vec<NodeInfo> = self.lock().nodes.values().cloned().collect();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        nodes
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(spec: Value) -> PoolInfo {
+        PoolInfo::of(
+            &serde_json::from_value(json!({
+                "apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+                "metadata": {"name": "p"}, "spec": spec,
+            }))
+            .unwrap(),
+        )
     }
 
-    // --- blocks ---
-
-    /// Records a block read from the API unless the cache holds a newer version.
-    pub fn observe_block(&self, block: IpamBlock) {
-        let Some(cidr) = block.cidr() else { return };
-        let mut inner = self.lock();
-        if inner
-            .blocks
-            .get(&cidr)
-            .is_none_or(|cached| is_newer(&block.metadata, &cached.metadata))
-        {
-            inner.put_block(cidr, block);
-        }
+    #[test]
+    fn families_follow_the_enabled_pools() {
+        let cluster = Cluster::new();
+        let both = |v4, v6| Families { ipv4: v4, ipv6: v6 };
+        assert_eq!(cluster.families(), both(true, false));
+        cluster.put_pool("v6".into(), pool(json!({"cidr": "fd00::/64"})));
+        assert_eq!(cluster.families(), both(false, true));
+        cluster.put_pool("v4".into(), pool(json!({"cidr": "10.0.0.0/16"})));
+        assert_eq!(cluster.families(), both(true, true));
+        cluster.put_pool(
+            "v6".into(),
+            pool(json!({"cidr": "fd00::/64", "disabled": true})),
+        );
+        assert_eq!(cluster.families(), both(true, false));
     }
 
-    /// Forgets a deleted block unless the cache holds a newer version (re-created since).
-    pub fn observe_block_deleted(&self, block: &IpamBlock) {
-        let Some(cidr) = block.cidr() else { return };
-        let mut inner = self.lock();
-        if inner
-            .blocks
-            .get(&cidr)
-            .is_some_and(|cached| is_newer(&block.metadata, &cached.metadata))
-        {
-            inner.drop_block(&cidr);
-        }
-    }
-
-    /// Forgets a block the sim deleted (or found gone).
-    pub fn forget_block(&self, cidr: &IpNet) {
-        self.lock().drop_block(cidr);
-    }
-
-    /// Replaces the blocks with a complete list, keeping cached entries newer than the list.
-    pub fn relist_blocks(&self, blocks: Vec<IpamBlock>) {
-        let mut inner = self.lock();
-        let listed: BTreeMap<IpNet, IpamBlock> = blocks
-            .into_iter()
-            .filter_map(|b| Some((b.cidr()?, b)))
-            .collect();
-        let newest = listed
-            .values()
-            .filter_map(|b| b.metadata.resource_version.as_deref()?.parse::<u64>().ok())
-            .max()
-            .unwrap_or(0);
-        let gone: Vec<IpNet> = inner
-            .blocks
-            .iter()
-            .filter(|(cidr, cached)| {
-                !listed.contains_key(cidr)
-                    && cached
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .is_none_or(|v| v <= newest)
-            })
-            .map(|(cidr, _)| *cidr)
-            .collect();
-        for cidr in gone {
-            inner.drop_block(&cidr);
-        }
-        for (cidr, block) in listed {
-            if inner
-                .blocks
-                .get(&cidr)
-                .is_none_or(|cached| is_newer(&block.metadata, &cached.metadata))
-            {
-                inner.put_block(cidr, block);
-            }
-        }
-    }
-
-    pub fn block(&self, cidr: &IpNet) -> Option<IpamBlock> {
-        self.lock().blocks.get(cidr).cloned()
-    }
-
-    /// Existing blocks inside `pool` with a free address, in address order.
-    pub fn blocks_with_room_in(&self, pool: &IpNet) -> Vec<IpNet> {
-        let inner = self.lock();
-        let start = IpNet::new(pool.network(), 0).unwrap_or(*pool);
-        inner
-            .blocks
-            .range(start..)
-            .take_while(|(cidr, _)| pool.contains(&cidr.network()))
-            .filter(|(cidr, block)| {
-                cidr.prefix_len() >= pool.prefix_len() && allocation::free_count(block) > 0
-            })
-            .map(|(cidr, _)| *cidr)
-            .collect()
-    }
-
-    /// Addresses held by `handle_id`, with the blocks they are in.
-    pub fn handle_addresses(&self, handle_id: &str) -> Vec<(IpNet, IpAddr)> {
-        let inner = self.lock();
-        let Some(cidrs) = inner.handle_blocks.get(handle_id) else {
-            return Vec::new();
-        };
-        cidrs
-            .iter()
-            .filter_map(|cidr| Some((*cidr, inner.blocks.get(cidr)?)))
-            .flat_map(|(cidr, block)| {
-                allocation::handle_addresses(block, handle_id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |a| (cidr, a))
-            })
-            .collect()
-    }
-
-    /// Blocks holding addresses for `handle_id`.
-    pub fn handle_blocks(&self, handle_id: &str) -> BTreeSet<IpNet> {
-        self.lock()
-            .handle_blocks
-            .get(handle_id)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Handle IDs of allocations whose `node` attribute names `node`.
-    pub fn handles_on_node(&self, node: &str) -> BTreeSet<String> {
-        let inner = self.lock();
-        inner
-            .blocks
-            .values()
-            .filter_map(|b| allocation::allocations(b).ok())
-            .flatten()
-            .filter(|a| a.secondary(ippool_cluster::names::ATTRIBUTE_NODE) == Some(node))
-            .filter_map(|a| a.handle_id().map(str::to_owned))
-            .collect()
-    }
-
-    /// Who holds `address` (handle ID and `secondary` attributes), if anyone.
-    pub fn owner_of(&self, address: IpAddr) -> Option<(String, BTreeMap<String, String>)> {
-        let inner = self.lock();
-        let block = inner
-            .blocks
-            .iter()
-            .rev()
-            .find(|(cidr, _)| cidr.contains(&address))?
-            .1;
-        allocation::allocations(block)
-            .ok()?
-            .into_iter()
-            .find(|a| a.address == address)
-            .map(|a| {
-                (
-                    a.handle_id().unwrap_or_default().to_owned(),
-                    a.attribute.secondary.clone().unwrap_or_default(),
-                )
-            })
-    }
-
-    // --- block affinities ---
-
-    pub fn observe_affinity(&self, affinity: BlockAffinity) {
-        let name = affinity.metadata.name.clone().unwrap_or_default();
-        let mut inner = self.lock();
-        if inner
-            .affinities
-            .get(&name)
-            .is_none_or(|cached| is_newer(&affinity.metadata, &cached.metadata))
-        {
-            inner.put_affinity(affinity);
-        }
-    }
-
-    pub fn observe_affinity_deleted(&self, affinity: &BlockAffinity) {
-        let name = affinity.metadata.name.clone().unwrap_or_default();
-        let mut inner = self.lock();
-        if inner
-            .affinities
-            .get(&name)
-            .is_some_and(|cached| is_newer(&affinity.metadata, &cached.metadata))
-        {
-            inner.drop_affinity(&name);
-        }
-    }
-
-    pub fn forget_affinity(&self, name: &str) {
-        self.lock().drop_affinity(name);
-    }
-
-    pub fn relist_affinities(&self, affinities: Vec<BlockAffinity>) {
-        let mut inner = self.lock();
-        inner.affinities.clear();
-        inner.node_affinities.clear();
-        for affinity in affinities {
-            inner.put_affinity(affinity);
-        }
-    }
-
-    pub fn affinity(&self, name: &str) -> Option<BlockAffinity> {
-        self.lock().affinities.get(name).cloned()
-    }
-
-    /// CIDRs of the node's block affinities of a family (Calico lists affinities of any state,
-    /// except those marked deleted).
-    pub fn affine_blocks(&self, node: &str, family: Family) -> Vec<IpNet> {
-        let inner = self.lock();
-        inner
-            .node_affinities
-            .get(node)
-            .map(|set| {
-                set.iter()
-                    .filter(|cidr| Family::of(cidr) == family)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
+    #[test]
+    fn only_changes_the_tunnel_allocator_reads_call_for_it() {
+        let cluster = Cluster::new();
+        let change = cluster.set_pools(vec![("a".into(), pool(json!({"cidr": "10.0.0.0/16"})))]);
+        assert!(change.tunnels);
+        let same = pool(json!({"cidr": "10.0.0.0/16", "natOutgoing": true}));
+        assert!(!cluster.put_pool("a".into(), same).tunnels);
+        let ipip = pool(json!({"cidr": "10.0.0.0/16", "ipipMode": "Always"}));
+        assert!(cluster.put_pool("a".into(), ipip).tunnels);
+        assert!(cluster.drop_pool("a").tunnels);
+        assert!(!cluster.drop_pool("a").tunnels);
     }
 }

@@ -1,36 +1,38 @@
-//! The kubelet of one node, with Calico's CNI plugin: one worker per node handles its pods one at
-//! a time (Calico's CNI holds a host-wide IPAM lock, so this is also what a real node does) —
-//! sandbox set-up gives the pod its addresses, annotations and a Running status, readiness follows
-//! after `--start-delay-ms`, deletion releases the addresses after `--stop-delay-ms` and completes.
-//! Every step is derived from the API's state, so a restarted sim continues where it stopped.
+//! The kubelet and container runtime of one node. One worker per node handles its pods one at a
+//! time: a sandbox is set up through Calico's CNI plugin (which takes the pod's addresses from
+//! Calico's IPAM and writes the pod's `cni.projectcalico.org/*` annotations), the pod is reported
+//! Running with those addresses and Ready after `--start-delay-ms`; a deleted pod's sandbox is torn
+//! down through the plugin after `--stop-delay-ms` and its deletion completed. The node's tunnel
+//! addresses are kept by Calico's allocator. Every step is derived from the API's state and the
+//! node's sandbox records, so a restarted sim continues where it stopped.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ipnet::IpNet;
-use ippool_cluster::names;
-use ippool_cluster::selection::{self, SelectionError};
-use ippool_rules::cidr::Family;
-use ippool_rules::model::AllowedUse;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use serde_json::json;
-use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::cluster::{Cluster, NamespaceInfo, NodeInfo};
-use crate::ipam::{Ipam, IpamError, Request};
+use crate::calico::{Calico, Sandbox};
+use crate::cluster::{Cluster, NodeInfo};
 use crate::pod_status;
-use crate::tunnel;
+use crate::sandboxes::{Record, RecordError, Records};
 
-/// Back-off before retrying a pod deletion that failed for an unexpected reason.
-const STOP_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Back-off before retrying a teardown that failed, as a kubelet retries killing a sandbox.
+const TEARDOWN_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// A failed sandbox set-up is also retried on a timer, doubling from this (kubelet backs off too):
+/// the watches cover most of what can unblock it, but not, say, an address freed in a full pool.
+const SET_UP_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest back-off between set-up attempts, and between tunnel allocator runs.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Back-off before running a failed tunnel allocation again (e.g. a conflict on the Node).
+const TUNNEL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Work for a node's worker.
 pub enum Work {
@@ -38,13 +40,15 @@ pub enum Work {
     Pod(Box<Pod>),
     /// A pod of this node was deleted from the API.
     PodGone(String),
-    /// The pod watch has listed everything: allocations of pods that no longer exist can go.
-    PodsListed,
+    /// Sandboxes whose pods no longer exist can go (the pod watch has listed everything).
+    CollectSandboxes,
     /// The pod's start delay has passed.
     ReadyDue(String),
     /// The pod's stop delay has passed.
     StopDue(String),
-    /// Pools or the node changed: check the tunnel addresses.
+    /// The back-off after a failed set-up or teardown has passed.
+    Again(String),
+    /// Pools or the node changed: run Calico's tunnel-address allocator.
     Tunnels,
     /// Something that could unblock pods without addresses changed.
     RetryFailed,
@@ -55,6 +59,7 @@ pub enum Work {
 pub struct WorkerHandle {
     tx: mpsc::UnboundedSender<Work>,
     retry_queued: Arc<AtomicBool>,
+    tunnels_queued: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -69,25 +74,22 @@ impl WorkerHandle {
             self.send(Work::RetryFailed);
         }
     }
+
+    /// Queues one run of the tunnel allocator, however often it is asked for before it runs.
+    pub fn tunnels(&self) {
+        if !self.tunnels_queued.swap(true, Ordering::AcqRel) {
+            self.send(Work::Tunnels);
+        }
+    }
 }
 
 /// What all workers share.
 pub struct Kubelet {
     pub client: Client,
     pub cluster: Arc<Cluster>,
-    pub ipam: Ipam,
+    pub calico: Calico,
     pub start_delay: Duration,
     pub stop_delay: Duration,
-}
-
-#[derive(Debug, Error)]
-enum SandboxError {
-    #[error(transparent)]
-    Selection(#[from] SelectionError),
-    #[error(transparent)]
-    Ipam(#[from] IpamError),
-    #[error("the node has no InternalIP for a hostNetwork pod")]
-    NoNodeAddress,
 }
 
 struct Worker {
@@ -95,30 +97,54 @@ struct Worker {
     kubelet: Arc<Kubelet>,
     tx: mpsc::UnboundedSender<Work>,
     retry_queued: Arc<AtomicBool>,
+    tunnels_queued: Arc<AtomicBool>,
+    records: Records,
+    /// The node's sandboxes by container ID, as on disk.
+    sandboxes: HashMap<String, Record>,
+    /// Sandboxes whose last ADD failed with Calico's own error: Calico released what it had
+    /// allocated, so the next attempt needs no DEL first.
+    clean: HashSet<String>,
     pods: HashMap<String, Pod>,
-    failed: HashSet<String>,
+    /// Pods whose sandbox could not be set up, with the back-off before the next timed attempt.
+    failed: HashMap<String, Duration>,
     timers: HashSet<String>,
     stopping: HashSet<String>,
     reported: HashSet<(String, String)>,
+    tunnel_backoff: Duration,
 }
 
-/// Starts the worker of `node`; it waits for the caches to be complete before its first step.
-pub fn spawn_worker(node: String, kubelet: Arc<Kubelet>) -> WorkerHandle {
+/// Starts the worker of `node` with the sandboxes a previous run left on disk; it waits for the
+/// caches to be complete before its first step.
+pub fn spawn_worker(
+    node: String,
+    kubelet: Arc<Kubelet>,
+    state: &std::path::Path,
+) -> Result<WorkerHandle, RecordError> {
+    let (records, sandboxes) = Records::open(state, &node)?;
     let (tx, rx) = mpsc::unbounded_channel();
-    let retry_queued = Arc::new(AtomicBool::new(false));
+    let handle = WorkerHandle {
+        tx: tx.clone(),
+        retry_queued: Arc::new(AtomicBool::new(false)),
+        tunnels_queued: Arc::new(AtomicBool::new(false)),
+    };
     let worker = Worker {
         node,
         kubelet,
-        tx: tx.clone(),
-        retry_queued: retry_queued.clone(),
+        tx,
+        retry_queued: handle.retry_queued.clone(),
+        tunnels_queued: handle.tunnels_queued.clone(),
+        records,
+        sandboxes,
+        clean: HashSet::new(),
         pods: HashMap::new(),
-        failed: HashSet::new(),
+        failed: HashMap::new(),
         timers: HashSet::new(),
         stopping: HashSet::new(),
         reported: HashSet::new(),
+        tunnel_backoff: TUNNEL_BACKOFF,
     };
     tokio::spawn(worker.run(rx));
-    WorkerHandle { tx, retry_queued }
+    Ok(handle)
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -151,11 +177,23 @@ fn pod_label(pod: &Pod) -> String {
     )
 }
 
+fn timer_key(work: &Work) -> String {
+    match work {
+        Work::ReadyDue(uid) => format!("ready/{uid}"),
+        Work::StopDue(uid) => format!("stop/{uid}"),
+        Work::Again(uid) => format!("again/{uid}"),
+        Work::Tunnels => "tunnels".to_owned(),
+        Work::CollectSandboxes => "collect".to_owned(),
+        Work::Pod(_) | Work::PodGone(_) | Work::RetryFailed => String::new(),
+    }
+}
+
 impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
         self.kubelet.cluster.wait_synced().await;
         self.tunnels().await;
         while let Some(work) = rx.recv().await {
+            self.timers.remove(&timer_key(&work));
             match work {
                 Work::Pod(pod) => {
                     let uid = uid_of(&pod);
@@ -164,16 +202,16 @@ impl Worker {
                     }
                 }
                 Work::PodGone(uid) => self.gone(&uid).await,
-                Work::PodsListed => self.collect_garbage().await,
-                Work::ReadyDue(uid) => {
-                    self.timers.remove(&timer_key(&Work::ReadyDue(uid.clone())));
-                    self.reconcile(&uid).await;
-                }
+                Work::CollectSandboxes => self.collect_sandboxes().await,
+                Work::ReadyDue(uid) | Work::Again(uid) => self.reconcile(&uid).await,
                 Work::StopDue(uid) => self.stop(&uid).await,
-                Work::Tunnels => self.tunnels().await,
+                Work::Tunnels => {
+                    self.tunnels_queued.store(false, Ordering::Release);
+                    self.tunnels().await;
+                }
                 Work::RetryFailed => {
                     self.retry_queued.store(false, Ordering::Release);
-                    let failed: Vec<String> = self.failed.iter().cloned().collect();
+                    let failed: Vec<String> = self.failed.keys().cloned().collect();
                     for uid in failed {
                         self.reconcile(&uid).await;
                     }
@@ -205,72 +243,8 @@ impl Worker {
         )
     }
 
-    async fn tunnels(&mut self) {
-        let node_api: Api<Node> = Api::all(self.client());
-        if let Err(e) = tunnel::reconcile(
-            &self.kubelet.ipam,
-            &self.kubelet.cluster,
-            &node_api,
-            &self.node,
-        )
-        .await
-        {
-            warn!(error = %e, "tunnel address not reconciled; will retry on the next pool or node change");
-        }
-    }
-
-    async fn reconcile(&mut self, uid: &str) {
-        let Some(pod) = self.pods.get(uid).cloned() else {
-            return;
-        };
-        if is_terminal(&pod) {
-            self.release(uid, false).await;
-            return;
-        }
-        if pod.metadata.deletion_timestamp.is_some() {
-            self.begin_stop(uid);
-            return;
-        }
-        let container_id = pod_status::container_id(uid);
-        let set_up = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(names::ANNOTATION_CONTAINER_ID))
-            .is_some_and(|c| *c == container_id)
-            || host_network(&pod);
-        match (set_up, pod_status::started_at(&pod)) {
-            (true, Some(started)) => self.settle_readiness(&pod, started).await,
-            _ => self.set_up(&pod, &container_id).await,
-        }
-    }
-
-    async fn settle_readiness(&mut self, pod: &Pod, started: Timestamp) {
-        if pod_status::is_ready(pod) {
-            return;
-        }
-        let uid = uid_of(pod);
-        let elapsed = Timestamp::now().duration_since(started).unsigned_abs();
-        if elapsed < self.kubelet.start_delay {
-            self.after(self.kubelet.start_delay - elapsed, Work::ReadyDue(uid));
-            return;
-        }
-        let addresses: Vec<IpAddr> = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ips.as_ref())
-            .map(|ips| ips.iter().filter_map(|i| i.ip.parse().ok()).collect())
-            .unwrap_or_default();
-        let host_ip = self.node_info().and_then(|n| n.internal_ip);
-        let patch = pod_status::running(
-            pod,
-            &pod_status::container_id(&uid),
-            host_ip,
-            &addresses,
-            started,
-            true,
-        );
-        self.patch_status(pod, &patch).await;
+    fn node_info(&self) -> Option<NodeInfo> {
+        self.kubelet.cluster.node(&self.node)
     }
 
     /// Sends `work` to this worker after `delay`, unless the same timer is already running.
@@ -285,53 +259,161 @@ impl Worker {
         });
     }
 
-    fn node_info(&self) -> Option<NodeInfo> {
-        self.kubelet.cluster.node(&self.node)
-    }
-
-    async fn set_up(&mut self, pod: &Pod, container_id: &str) {
-        let uid = uid_of(pod);
-        let node = self.node_info();
-        let host_ip = node.as_ref().and_then(|n| n.internal_ip);
-        let addresses = if host_network(pod) {
-            host_ip
-                .map(|ip| vec![ip])
-                .ok_or(SandboxError::NoNodeAddress)
-        } else {
-            self.addresses(pod, container_id).await
-        };
-        let addresses = match addresses {
-            Ok(addresses) => addresses,
-            Err(e) => return self.sandbox_failed(pod, container_id, &e.to_string()).await,
-        };
-        self.failed.remove(&uid);
-        if !host_network(pod) && !pod_status::has_cni_annotations(pod, container_id, &addresses) {
-            let patch = json!({"metadata": {"annotations":
-                pod_status::cni_annotations(container_id, &addresses)}});
-            let api = self.pods_api(pod);
-            match api
-                .patch(
-                    pod.metadata.name.as_deref().unwrap_or(""),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                Ok(updated) => {
-                    self.remember(updated);
-                }
-                Err(e) => {
-                    warn!(pod = pod_label(pod), error = %e, "annotating pod failed; will retry on its next update");
-                    return;
-                }
+    async fn tunnels(&mut self) {
+        match self
+            .kubelet
+            .calico
+            .allocate_tunnel_addresses(&self.node)
+            .await
+        {
+            Ok(()) => {
+                debug!(node = %self.node, "tunnel addresses reconciled");
+                self.tunnel_backoff = TUNNEL_BACKOFF;
+            }
+            Err(e) => {
+                warn!(node = %self.node, error = %e, retry_in = ?self.tunnel_backoff, "tunnel addresses not reconciled");
+                self.after(self.tunnel_backoff, Work::Tunnels);
+                self.tunnel_backoff = (self.tunnel_backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+
+    async fn reconcile(&mut self, uid: &str) {
+        let Some(pod) = self.pods.get(uid).cloned() else {
+            return;
+        };
+        let container_id = pod_status::container_id(uid);
+        if is_terminal(&pod) {
+            // A finished pod keeps its object but not its sandbox.
+            if !self.tear_down(&container_id).await {
+                self.after(TEARDOWN_RETRY_DELAY, Work::Again(uid.to_owned()));
+            }
+            return;
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.begin_stop(uid);
+            return;
+        }
+        let addresses = if host_network(&pod) {
+            match self.node_info().and_then(|n| n.internal_ip) {
+                Some(ip) => Some(vec![ip]),
+                None => {
+                    let error = "the node has no InternalIP for a hostNetwork pod";
+                    return self.sandbox_failed(&pod, &container_id, error).await;
+                }
+            }
+        } else {
+            self.sandboxes
+                .get(&container_id)
+                .and_then(|r| r.addresses.clone())
+        };
+        match (addresses, pod_status::started_at(&pod)) {
+            (Some(addresses), Some(started)) => {
+                self.settle_readiness(&pod, &container_id, &addresses, started)
+                    .await
+            }
+            (Some(addresses), None) => self.report_running(&pod, &container_id, &addresses).await,
+            (None, _) => self.set_up(&pod, &container_id).await,
+        }
+    }
+
+    fn sandbox_of(&self, pod: &Pod, container_id: &str) -> Sandbox {
+        Sandbox {
+            node: self.node.clone(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            pod: pod.metadata.name.clone().unwrap_or_default(),
+            uid: uid_of(pod),
+            container_id: container_id.to_owned(),
+        }
+    }
+
+    /// CNI ADD through Calico's plugin, with the sandbox recorded first (so that a crash in the
+    /// middle leaves a record to tear down).
+    async fn set_up(&mut self, pod: &Pod, container_id: &str) {
+        let sandbox = self.sandbox_of(pod, container_id);
+        if self.sandboxes.contains_key(container_id) && !self.clean.contains(container_id) {
+            // A set-up this node began without seeing it finish (cut short, or before the sim
+            // restarted): undo it first, as a runtime removes a sandbox it did not finish, so
+            // that the ADD below is the handle's only allocation.
+            if let Err(e) = self.kubelet.calico.del(&sandbox).await {
+                let error = format!("tearing down the unfinished sandbox first: {e}");
+                return self.sandbox_failed(pod, container_id, &error).await;
+            }
+            self.clean.insert(container_id.to_owned());
+        }
+        let mut record = Record {
+            namespace: sandbox.namespace.clone(),
+            pod: sandbox.pod.clone(),
+            uid: sandbox.uid.clone(),
+            addresses: None,
+        };
+        if let Err(e) = self.save(container_id, &record) {
+            return self.sandbox_failed(pod, container_id, &e.to_string()).await;
+        }
+        let families = self.kubelet.cluster.families();
+        match self.kubelet.calico.add(&sandbox, families).await {
+            Ok(addresses) => {
+                record.addresses = Some(addresses.clone());
+                if let Err(e) = self.save(container_id, &record) {
+                    // The ADD stands; a restart will find the record unfinished and redo it.
+                    warn!(pod = pod_label(pod), error = %e, "recording the sandbox's addresses failed");
+                }
+                self.clean.remove(container_id);
+                self.failed.remove(&sandbox.uid);
+                self.report_running(pod, container_id, &addresses).await;
+            }
+            Err(e) => {
+                if e.is_calico_error() {
+                    self.clean.insert(container_id.to_owned());
+                } else {
+                    self.clean.remove(container_id);
+                }
+                self.sandbox_failed(pod, container_id, &e.to_string()).await;
+            }
+        }
+    }
+
+    fn save(&mut self, container_id: &str, record: &Record) -> Result<(), RecordError> {
+        self.records.write(container_id, record)?;
+        self.sandboxes
+            .insert(container_id.to_owned(), record.clone());
+        Ok(())
+    }
+
+    /// CNI DEL of the sandbox, if the node has one; returns whether it is gone.
+    async fn tear_down(&mut self, container_id: &str) -> bool {
+        let Some(record) = self.sandboxes.get(container_id).cloned() else {
+            return true;
+        };
+        let sandbox = Sandbox {
+            node: self.node.clone(),
+            namespace: record.namespace.clone(),
+            pod: record.pod.clone(),
+            uid: record.uid.clone(),
+            container_id: container_id.to_owned(),
+        };
+        if let Err(e) = self.kubelet.calico.del(&sandbox).await {
+            warn!(pod = %format!("{}/{}", record.namespace, record.pod), error = %e, "tearing down the sandbox failed; will retry");
+            return false;
+        }
+        if let Err(e) = self.records.remove(container_id) {
+            warn!(error = %e, "removing the sandbox record failed; a restart will tear it down again");
+        }
+        self.sandboxes.remove(container_id);
+        self.clean.remove(container_id);
+        info!(pod = %format!("{}/{}", record.namespace, record.pod), node = %self.node, addresses = ?record.addresses, "sandbox down");
+        true
+    }
+
+    async fn report_running(&mut self, pod: &Pod, container_id: &str, addresses: &[IpAddr]) {
+        let uid = uid_of(pod);
+        let host_ip = self.node_info().and_then(|n| n.internal_ip);
         let ready = self.kubelet.start_delay.is_zero();
         let patch = pod_status::running(
             pod,
             container_id,
             host_ip,
-            &addresses,
+            addresses,
             Timestamp::now(),
             ready,
         );
@@ -340,6 +422,29 @@ impl Worker {
             self.after(self.kubelet.start_delay, Work::ReadyDue(uid));
         }
         info!(pod = pod_label(pod), node = %self.node, ?addresses, "sandbox up");
+    }
+
+    async fn settle_readiness(
+        &mut self,
+        pod: &Pod,
+        container_id: &str,
+        addresses: &[IpAddr],
+        started: Timestamp,
+    ) {
+        if pod_status::is_ready(pod) {
+            return;
+        }
+        let elapsed = Timestamp::now().duration_since(started).unsigned_abs();
+        if elapsed < self.kubelet.start_delay {
+            self.after(
+                self.kubelet.start_delay - elapsed,
+                Work::ReadyDue(uid_of(pod)),
+            );
+            return;
+        }
+        let host_ip = self.node_info().and_then(|n| n.internal_ip);
+        let patch = pod_status::running(pod, container_id, host_ip, addresses, started, true);
+        self.patch_status(pod, &patch).await;
     }
 
     async fn patch_status(&mut self, pod: &Pod, patch: &serde_json::Value) {
@@ -360,119 +465,14 @@ impl Worker {
         }
     }
 
-    /// The pod's addresses: those its handle already holds (a sandbox set up before a restart),
-    /// plus one per family it still needs. Any failure releases what the handle holds, as
-    /// Calico's CNI does when ADD fails.
-    async fn addresses(
-        &mut self,
-        pod: &Pod,
-        container_id: &str,
-    ) -> Result<Vec<IpAddr>, SandboxError> {
-        let cluster = &self.kubelet.cluster;
-        let ipam = &self.kubelet.ipam;
-        let handle_id = names::pod_handle_id(container_id);
-        let namespace_name = pod.metadata.namespace.clone().unwrap_or_default();
-        let namespace = cluster.namespace(&namespace_name).unwrap_or_default();
-        let held: Vec<IpAddr> = cluster
-            .handle_addresses(&handle_id)
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        let outcome = self
-            .assign_missing(pod, &handle_id, &namespace, &held)
-            .await;
-        let ipam_result = match outcome {
-            Ok(()) => ipam
-                .sync_handle(&handle_id)
-                .await
-                .map_err(SandboxError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = ipam_result {
-            if let Err(release) = ipam.release_handle(&handle_id).await {
-                warn!(handle = handle_id, error = %release, "releasing after a failed set-up failed");
-            }
-            return Err(e);
-        }
-        let mut addresses: Vec<IpAddr> = cluster
-            .handle_addresses(&handle_id)
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect();
-        addresses.sort_by_key(|a| (a.is_ipv6(), *a));
-        Ok(addresses)
-    }
-
-    async fn assign_missing(
-        &self,
-        pod: &Pod,
-        handle_id: &str,
-        namespace: &NamespaceInfo,
-        held: &[IpAddr],
-    ) -> Result<(), SandboxError> {
-        let cluster = &self.kubelet.cluster;
-        let pools = cluster.pools();
-        let empty = BTreeMap::new();
-        let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-        let has_pools = |family| !selection::usable_pools(&pools, family).is_empty();
-        let secondary = BTreeMap::from([
-            (
-                names::ATTRIBUTE_NAMESPACE.to_owned(),
-                pod.metadata.namespace.clone().unwrap_or_default(),
-            ),
-            (names::ATTRIBUTE_NODE.to_owned(), self.node.clone()),
-            (
-                names::ATTRIBUTE_POD.to_owned(),
-                pod.metadata.name.clone().unwrap_or_default(),
-            ),
-            (
-                names::ATTRIBUTE_TIMESTAMP.to_owned(),
-                go_timestamp(Timestamp::now()),
-            ),
-        ]);
-        for family in [Family::V4, Family::V6] {
-            if held.iter().any(|a| Family::of_addr(a) == family) {
-                continue;
-            }
-            let key = match family {
-                Family::V4 => names::ANNOTATION_IPV4_POOLS,
-                Family::V6 => names::ANNOTATION_IPV6_POOLS,
-            };
-            // The pod's annotation wins over its namespace's (Calico's CNI).
-            let annotation = pod_annotations
-                .get(key)
-                .filter(|v| !v.is_empty())
-                .or_else(|| namespace.annotations.get(key).filter(|v| !v.is_empty()));
-            let requested: Vec<IpNet> = match annotation {
-                Some(text) => selection::resolve_pool_annotation(key, text, &pools, family)?,
-                None => Vec::new(),
-            };
-            // IPv4 unless the cluster has only IPv6 pools; IPv6 when it has IPv6 pools.
-            let wanted = annotation.is_some()
-                || has_pools(family)
-                || (family == Family::V4 && !has_pools(Family::V6));
-            if !wanted {
-                continue;
-            }
-            self.kubelet
-                .ipam
-                .auto_assign(&Request {
-                    node: &self.node,
-                    family,
-                    handle_id,
-                    secondary: &secondary,
-                    use_: AllowedUse::Workload,
-                    requested: &requested,
-                    namespace_labels: Some(&namespace.labels),
-                })
-                .await?;
-        }
-        Ok(())
-    }
-
     async fn sandbox_failed(&mut self, pod: &Pod, container_id: &str, error: &str) {
         let uid = uid_of(pod);
-        self.failed.insert(uid.clone());
+        let backoff = match self.failed.get(&uid) {
+            Some(previous) => (*previous * 2).min(MAX_BACKOFF),
+            None => SET_UP_BACKOFF,
+        };
+        self.failed.insert(uid.clone(), backoff);
+        self.after(backoff, Work::Again(uid.clone()));
         debug!(pod = pod_label(pod), error, "sandbox set-up failed");
         if !pod_status::shows_sandbox_failure(pod) {
             let host_ip = self.node_info().and_then(|n| n.internal_ip);
@@ -499,11 +499,12 @@ impl Worker {
         }
     }
 
-    /// The stop delay has passed: release the addresses, then complete the deletion.
+    /// The stop delay has passed: tear the sandbox down, then complete the deletion.
     async fn stop(&mut self, uid: &str) {
-        self.timers
-            .remove(&timer_key(&Work::StopDue(uid.to_owned())));
-        self.release(uid, true).await;
+        if !self.tear_down(&pod_status::container_id(uid)).await {
+            self.after(TEARDOWN_RETRY_DELAY, Work::StopDue(uid.to_owned()));
+            return;
+        }
         let Some(pod) = self.pods.get(uid).cloned() else {
             self.stopping.remove(uid);
             return;
@@ -526,87 +527,36 @@ impl Worker {
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(e) => {
                 warn!(pod = pod_label(&pod), error = %e, "completing the deletion failed; retrying");
-                self.after(STOP_RETRY_DELAY, Work::StopDue(uid.to_owned()));
+                self.after(TEARDOWN_RETRY_DELAY, Work::StopDue(uid.to_owned()));
             }
-        }
-    }
-
-    /// Releases the pod's addresses; `thorough` also removes an IPAMHandle that holds none (left
-    /// by a crash between the block write and the handle write), at the cost of a read.
-    async fn release(&mut self, uid: &str, thorough: bool) {
-        let handle_id = names::pod_handle_id(&pod_status::container_id(uid));
-        if self.kubelet.cluster.handle_blocks(&handle_id).is_empty() {
-            if thorough && let Err(e) = self.kubelet.ipam.sync_handle(&handle_id).await {
-                warn!(handle = handle_id, error = %e, "removing the IPAMHandle failed");
-            }
-            return;
-        }
-        match self.kubelet.ipam.release_handle(&handle_id).await {
-            Ok(freed) => info!(handle = handle_id, ?freed, "released"),
-            Err(e) => warn!(handle = handle_id, error = %e, "release failed"),
         }
     }
 
     async fn gone(&mut self, uid: &str) {
-        self.release(uid, false).await;
         self.pods.remove(uid);
         self.failed.remove(uid);
         self.stopping.remove(uid);
         self.reported.retain(|(u, _)| u != uid);
-    }
-
-    /// After a (re)list: addresses held for sandboxes of this node whose pods no longer exist
-    /// are released, as a kubelet tears down such sandboxes when it starts.
-    async fn collect_garbage(&mut self) {
-        let live: HashSet<String> = self
-            .pods
-            .keys()
-            .map(|uid| pod_status::container_id(uid))
-            .collect();
-        for handle_id in self.kubelet.cluster.handles_on_node(&self.node) {
-            let Some(container_id) = names::container_id_of_pod_handle(&handle_id) else {
-                continue;
-            };
-            if live.contains(container_id) {
-                continue;
-            }
-            match self.kubelet.ipam.release_handle(&handle_id).await {
-                Ok(freed) => info!(
-                    handle = handle_id,
-                    ?freed,
-                    "released the addresses of a pod that is gone"
-                ),
-                Err(e) => {
-                    warn!(handle = handle_id, error = %e, "releasing a leftover allocation failed")
-                }
-            }
+        if !self.tear_down(&pod_status::container_id(uid)).await {
+            self.after(TEARDOWN_RETRY_DELAY, Work::CollectSandboxes);
         }
     }
-}
 
-fn timer_key(work: &Work) -> String {
-    match work {
-        Work::ReadyDue(uid) => format!("ready/{uid}"),
-        Work::StopDue(uid) => format!("stop/{uid}"),
-        _ => String::new(),
-    }
-}
-
-/// Go's `time.Time.String()` of a UTC time, as Calico's CNI writes the `timestamp` attribute
-/// (`2006-01-02 15:04:05.999999999 +0000 UTC`).
-fn go_timestamp(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%d %H:%M:%S%.f +0000 UTC").to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_look_like_go() {
-        let t = Timestamp::new(1_700_000_000, 120_000_000).unwrap();
-        assert_eq!(go_timestamp(t), "2023-11-14 22:13:20.12 +0000 UTC");
-        let t = Timestamp::from_second(1_700_000_000).unwrap();
-        assert_eq!(go_timestamp(t), "2023-11-14 22:13:20 +0000 UTC");
+    /// Sandboxes of pods that no longer exist are torn down, as a kubelet does with such
+    /// sandboxes when it starts.
+    async fn collect_sandboxes(&mut self) {
+        let orphans: Vec<String> = self
+            .sandboxes
+            .iter()
+            .filter(|(_, record)| !self.pods.contains_key(&record.uid))
+            .map(|(container_id, _)| container_id.clone())
+            .collect();
+        let mut all_gone = true;
+        for container_id in orphans {
+            all_gone &= self.tear_down(&container_id).await;
+        }
+        if !all_gone {
+            self.after(TEARDOWN_RETRY_DELAY, Work::CollectSandboxes);
+        }
     }
 }

@@ -1,14 +1,15 @@
-//! calico-sim: scheduler, kubelet and Calico CNI/IPAM for fake nodes on a real Kubernetes
-//! control plane, so that tests meet Calico's IPAM objects exactly as a cluster has them.
+//! calico-sim: kubelet and container runtime for fake nodes on a real Kubernetes control plane.
+//! Pods are scheduled by kube-scheduler; their sandboxes are set up and torn down by Calico's own
+//! CNI plugin, so every pod address comes from Calico's IPAM, and node tunnel addresses from
+//! Calico's own allocator.
 
+mod calico;
 mod cluster;
-mod ipam;
 mod kubelet;
 mod nodes;
 mod options;
 mod pod_status;
-mod scheduling;
-mod tunnel;
+mod sandboxes;
 mod watches;
 
 use std::collections::HashMap;
@@ -19,14 +20,12 @@ use clap::Parser as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
 use tracing::info;
 
+use crate::calico::Calico;
 use crate::cluster::Cluster;
-use crate::ipam::Ipam;
 use crate::kubelet::Kubelet;
 use crate::options::Options;
-use crate::scheduling::Load;
 use crate::watches::Dispatch;
 
 #[tokio::main]
@@ -60,8 +59,30 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Registers the nodes, then plays their data plane until the process is stopped.
+/// Registers the nodes, then plays their kubelets until the process is stopped.
 async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+    let state = options.state_dir();
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("creating the state folder {}", state.display()))?;
+    // Calico gets absolute paths: the data plane's socket is a URL, where a relative path would
+    // read as a host name.
+    let absolute = |path: &std::path::Path| {
+        std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+    };
+    let state = absolute(&state)?;
+    let calico = Calico::new(
+        absolute(&options.calico_bin)?,
+        absolute(options.cni_kubeconfig())?,
+        absolute(options.node_agent_kubeconfig())?,
+        state.clone(),
+        usize::from(options.parallel_calico),
+    );
+    // Owned here: it is killed when the sim exits (and dies with it on a kill -9).
+    let mut dataplane = calico
+        .start_dataplane()
+        .await
+        .context("starting the fake data plane (cni-dataplane)")?;
+
     let names = options.node_names();
     nodes::register(
         client.clone(),
@@ -70,61 +91,42 @@ async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         &options.node_labels.0,
     )
     .await?;
-    info!(nodes = names.len(), prefix = %options.node_prefix, "nodes registered");
+    info!(nodes = names.len(), prefix = %options.node_prefix, state = %state.display(), "nodes registered");
 
     let cluster = Arc::new(Cluster::new());
     let kubelet = Arc::new(Kubelet {
         client: client.clone(),
         cluster: cluster.clone(),
-        ipam: Ipam::new(client.clone(), cluster.clone()),
+        calico,
         start_delay: options.start_delay(),
         stop_delay: options.stop_delay(),
     });
-    let workers: HashMap<String, kubelet::WorkerHandle> = names
-        .iter()
-        .map(|n| (n.clone(), kubelet::spawn_worker(n.clone(), kubelet.clone())))
-        .collect();
-    let (scheduler_tx, scheduler_rx) = mpsc::unbounded_channel();
-    let load = Arc::new(Load::default());
-    let dispatch = Arc::new(Dispatch {
-        workers,
-        scheduler: scheduler_tx.clone(),
-        load: load.clone(),
-    });
+    let mut workers = HashMap::new();
+    for name in &names {
+        let worker = kubelet::spawn_worker(name.clone(), kubelet.clone(), &state)?;
+        workers.insert(name.clone(), worker);
+    }
+    let dispatch = Arc::new(Dispatch { workers });
 
-    tokio::spawn(scheduling::run(
-        client.clone(),
-        cluster.clone(),
-        load,
-        scheduler_tx,
-        scheduler_rx,
-    ));
     tokio::spawn(watches::pools(
         client.clone(),
         cluster.clone(),
         dispatch.clone(),
     ));
-    tokio::spawn(watches::config(
-        client.clone(),
-        cluster.clone(),
-        dispatch.clone(),
-    ));
-    tokio::spawn(watches::blocks(
-        client.clone(),
-        cluster.clone(),
-        dispatch.clone(),
-    ));
-    tokio::spawn(watches::affinities(client.clone(), cluster.clone()));
-    tokio::spawn(watches::namespaces(
-        client.clone(),
-        cluster.clone(),
-        dispatch.clone(),
-    ));
+    tokio::spawn(watches::ipam_config(client.clone(), dispatch.clone()));
+    tokio::spawn(watches::blocks(client.clone(), dispatch.clone()));
+    tokio::spawn(watches::namespaces(client.clone(), dispatch.clone()));
     tokio::spawn(watches::nodes(
         client.clone(),
         cluster.clone(),
         dispatch.clone(),
     ));
-    watches::pods(client, dispatch).await;
-    anyhow::bail!("the pod watch ended; it should run until the process stops")
+    tokio::select! {
+        () = watches::pods(client, dispatch) => {
+            anyhow::bail!("the pod watch ended; it should run until the process stops")
+        }
+        exited = dataplane.wait() => {
+            anyhow::bail!("the fake data plane (cni-dataplane) exited: {exited:?}")
+        }
+    }
 }

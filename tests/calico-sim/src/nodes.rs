@@ -1,5 +1,5 @@
-//! The sim's nodes: registered as a kubelet registers its node (created, labelled, status Ready),
-//! and read back into what scheduling and IPAM need.
+//! The sim's nodes: registered as a kubelet registers its node (created, labelled, status Ready
+//! with the capacity kube-scheduler fits pods into), and read back into what the kubelet needs.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -27,13 +27,9 @@ pub struct RegistrationError {
 
 /// What the sim needs of a node.
 pub fn info(node: &Node) -> NodeInfo {
-    let spec = node.spec.as_ref();
     NodeInfo {
         name: node.metadata.name.clone().unwrap_or_default(),
         labels: node.metadata.labels.clone().unwrap_or_default(),
-        annotations: node.metadata.annotations.clone().unwrap_or_default(),
-        taints: spec.and_then(|s| s.taints.clone()).unwrap_or_default(),
-        unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
         internal_ip: node
             .status
             .as_ref()
@@ -54,9 +50,19 @@ pub fn internal_ip(prefix: &str, index: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(base + offset))
 }
 
+/// The `kubernetes.io/hostname` a kubelet on this node would report: the short host name. A node
+/// name may be a 253-character DNS name; a label value has at most 63 characters and ends with
+/// a letter or digit.
+fn hostname(node: &str) -> String {
+    let short = node.split('.').next().unwrap_or(node);
+    let cut = &short[..short.len().min(63)];
+    cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
 fn labels(name: &str, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
-        ("kubernetes.io/hostname".to_owned(), name.to_owned()),
+        ("kubernetes.io/hostname".to_owned(), hostname(name)),
         ("kubernetes.io/os".to_owned(), "linux".to_owned()),
         ("kubernetes.io/arch".to_owned(), "amd64".to_owned()),
         ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
@@ -75,8 +81,11 @@ fn ready_status(name: &str, ip: IpAddr) -> Value {
         json!({"type": kind, "status": if ok { "True" } else { "False" }, "reason": reason,
                "message": message, "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
+    // kube-scheduler fits pods into this. Pods without requests count as 100m CPU and 200 MB when
+    // it scores nodes, so a modest size keeps the spread of a Deployment even; 250 pods per node
+    // is more than any test or benchmark places on one.
     let resources =
-        json!({"cpu": "16", "memory": "64Gi", "pods": "250", "ephemeral-storage": "100Gi"});
+        json!({"cpu": "8", "memory": "32Gi", "pods": "250", "ephemeral-storage": "100Gi"});
     json!({"status": {
         "conditions": [
             condition("MemoryPressure", false, "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -211,22 +220,28 @@ mod tests {
     }
 
     #[test]
-    fn node_info_reads_labels_taints_and_address() {
+    fn node_info_reads_labels_and_address() {
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": "sim-0", "labels": {"a": "b"}, "annotations": {"x": "y"}},
-            "spec": {"unschedulable": true, "taints": [{"key": "k", "effect": "NoSchedule"}]},
             "status": ready_status("sim-0", "198.18.0.1".parse().unwrap())["status"]
         }))
         .unwrap();
         let info = info(&node);
         assert_eq!(info.name, "sim-0");
         assert_eq!(info.labels["a"], "b");
-        assert!(info.unschedulable);
-        assert_eq!(info.taints[0].key, "k");
         assert_eq!(info.internal_ip, Some("198.18.0.1".parse().unwrap()));
         assert_eq!(
             labels("sim-0", &BTreeMap::new())["kubernetes.io/hostname"],
             "sim-0"
         );
+    }
+
+    #[test]
+    fn hostnames_are_short_valid_label_values() {
+        assert_eq!(hostname("sim-0"), "sim-0");
+        assert_eq!(hostname("node-1.example.internal"), "node-1");
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(190));
+        assert_eq!(long.len(), 253);
+        assert_eq!(hostname(&long), "a".repeat(62));
     }
 }

@@ -1,15 +1,16 @@
 //! The command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
 
-/// Plays scheduler, kubelet and Calico CNI/IPAM for fake nodes on a real control plane: creates
-/// Ready nodes, binds pending pods to them, gives pods addresses the way Calico IPAM does (writing
-/// IPAMBlocks, BlockAffinities and IPAMHandles as Calico's Kubernetes datastore does), gives nodes
-/// tunnel addresses, and completes pod deletions. Runs until SIGTERM or SIGINT.
+/// Plays kubelet and container runtime for fake nodes on a real control plane: creates Ready nodes,
+/// sets up the sandboxes of the pods the scheduler binds to them through Calico's own `calico` CNI
+/// plugin (which runs `calico-ipam`, so every address comes from Calico's IPAM), keeps their tunnel
+/// addresses with Calico's own allocator, reports pod phases and readiness, and completes pod
+/// deletions. Runs until SIGTERM or SIGINT.
 #[derive(Debug, Parser)]
 #[command(name = "calico-sim", version)]
 pub struct Options {
@@ -31,6 +32,26 @@ pub struct Options {
     /// Delay between a pod being deleted and its address being released and deletion completed.
     #[arg(long, default_value_t = 0)]
     pub stop_delay_ms: u64,
+    /// Folder with Calico's binaries: calico (and calico-ipam beside it), tunnel-addresses and
+    /// cni-dataplane, as tests/upstream/build makes them.
+    #[arg(long)]
+    pub calico_bin: PathBuf,
+    /// kubeconfig Calico's CNI plugin runs with (its own identity on a real cluster); default:
+    /// --kubeconfig.
+    #[arg(long)]
+    pub cni_kubeconfig: Option<PathBuf>,
+    /// kubeconfig Calico's tunnel-address allocator runs with (calico-node's identity); default:
+    /// --kubeconfig.
+    #[arg(long)]
+    pub node_agent_kubeconfig: Option<PathBuf>,
+    /// Folder for what a node keeps on disk: sandbox records, IPAM lock files, the data plane's
+    /// socket and Calico's CNI log; default: <prefix>calico-sim beside the kubeconfig.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Calico processes (CNI plugin, tunnel allocator) running at once across all nodes: the fake
+    /// nodes share one machine, so its cores, not the nodes, are the limit.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel_calico: u16,
 }
 
 /// Node labels from `--node-labels`.
@@ -50,6 +71,23 @@ impl Options {
 
     pub fn stop_delay(&self) -> Duration {
         Duration::from_millis(self.stop_delay_ms)
+    }
+
+    pub fn cni_kubeconfig(&self) -> &Path {
+        self.cni_kubeconfig.as_deref().unwrap_or(&self.kubeconfig)
+    }
+
+    pub fn node_agent_kubeconfig(&self) -> &Path {
+        self.node_agent_kubeconfig
+            .as_deref()
+            .unwrap_or(&self.kubeconfig)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            let beside = self.kubeconfig.parent().unwrap_or(Path::new("."));
+            beside.join(format!("{}calico-sim", self.node_prefix))
+        })
     }
 }
 
@@ -91,11 +129,15 @@ mod tests {
             "2",
             "--node-labels",
             "a=b",
+            "--calico-bin",
+            "/bin",
         ])
         .unwrap();
         assert_eq!(o.node_names(), vec!["sim-0", "sim-1"]);
         assert_eq!(o.node_labels.0["a"], "b");
         assert_eq!(o.stop_delay(), Duration::ZERO);
+        assert_eq!(o.cni_kubeconfig(), Path::new("/k"));
+        assert_eq!(o.state_dir(), Path::new("/sim-calico-sim"));
         assert!(Options::try_parse_from(["calico-sim", "--nodes", "1"]).is_err());
     }
 }

@@ -1,9 +1,8 @@
-//! What a kubelet writes about a pod: sandbox identity, the CNI's annotations, status patches
-//! for a running, ready or stuck pod, and the event for a failed sandbox.
+//! What a kubelet writes about a pod: sandbox identity, status patches for a running, ready or
+//! stuck pod, and the event for a failed sandbox. (The CNI's annotations are Calico's to write.)
 
 use std::net::IpAddr;
 
-use ippool_cluster::names;
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -15,36 +14,6 @@ use sha2::Digest as _;
 pub fn container_id(pod_uid: &str) -> String {
     let digest = sha2::Sha256::digest(format!("calico-sim-sandbox/{pod_uid}").as_bytes());
     data_encoding::HEXLOWER.encode(&digest)
-}
-
-/// Calico's host prefix for an address (`/32`, `/128`).
-fn with_host_prefix(address: &IpAddr) -> String {
-    match address {
-        IpAddr::V4(a) => format!("{a}/32"),
-        IpAddr::V6(a) => format!("{a}/128"),
-    }
-}
-
-/// The annotations Calico's CNI writes on a pod it gave addresses to.
-pub fn cni_annotations(container_id: &str, addresses: &[IpAddr]) -> Value {
-    let ips: Vec<String> = addresses.iter().map(with_host_prefix).collect();
-    json!({
-        names::ANNOTATION_CONTAINER_ID: container_id,
-        names::ANNOTATION_POD_IP: ips.first().cloned().unwrap_or_default(),
-        names::ANNOTATION_POD_IPS: ips.join(","),
-    })
-}
-
-/// Whether the pod already carries exactly these CNI annotations.
-pub fn has_cni_annotations(pod: &Pod, container_id: &str, addresses: &[IpAddr]) -> bool {
-    let Some(annotations) = pod.metadata.annotations.as_ref() else {
-        return false;
-    };
-    let wanted = cni_annotations(container_id, addresses);
-    wanted.as_object().is_some_and(|w| {
-        w.iter()
-            .all(|(k, v)| annotations.get(k).map(String::as_str) == v.as_str())
-    })
 }
 
 fn now() -> String {
@@ -288,23 +257,6 @@ mod tests {
         assert_eq!(container_id("u1"), container_id("u1"));
         assert_ne!(container_id("u1"), container_id("u2"));
         assert_eq!(container_id("u1").len(), 64);
-    }
-
-    #[test]
-    fn annotations_use_host_prefixes() {
-        let ips: Vec<IpAddr> = vec!["10.0.0.5".parse().unwrap(), "fd00::5".parse().unwrap()];
-        let a = cni_annotations("c1", &ips);
-        assert_eq!(a[names::ANNOTATION_POD_IP], "10.0.0.5/32");
-        assert_eq!(a[names::ANNOTATION_POD_IPS], "10.0.0.5/32,fd00::5/128");
-        assert_eq!(a[names::ANNOTATION_CONTAINER_ID], "c1");
-        let mut p = pod();
-        assert!(!has_cni_annotations(&p, "c1", &ips));
-        let annotations = p.metadata.annotations.get_or_insert_default();
-        for (k, v) in a.as_object().unwrap() {
-            annotations.insert(k.clone(), v.as_str().unwrap().to_owned());
-        }
-        assert!(has_cni_annotations(&p, "c1", &ips));
-        assert!(!has_cni_annotations(&p, "c2", &ips));
     }
 
     #[test]

@@ -1,25 +1,22 @@
-//! The watches that feed the sim: Calico's pools, blocks, affinities and IPAM config, namespaces,
-//! nodes and pods. Each keeps the cache current and tells the workers what may need doing.
+//! The watches that feed the sim: pods and nodes (its own work), and what can change where a
+//! sandbox's address comes from or whether it can have one — Calico's pools, IPAM config and
+//! blocks, and namespaces. Calico's plugin reads those itself; the sim only needs to know when to
+//! try a failed sandbox again or to run the tunnel allocator.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Display;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt as _};
-use ippool_cluster::names;
-use ippool_cluster::resources::CalicoApi;
-use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamConfig};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, ResourceExt as _};
-use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::cluster::{Cluster, NamespaceInfo, Source};
+use crate::cluster::{Cluster, PoolChange, PoolInfo, Source};
 use crate::kubelet::{Work, WorkerHandle};
 use crate::nodes;
-use crate::scheduling::{self, Load, SchedulerWork};
 
 /// A change seen by a watch.
 enum Change<T> {
@@ -51,17 +48,25 @@ async fn follow<T, E: Display>(
     }
 }
 
+/// A Calico resource of the Kubernetes datastore (`crd.projectcalico.org/v1`).
+fn calico_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("crd.projectcalico.org", "v1", kind),
+        plural,
+    )
+}
+
 /// Who to tell about changes.
 pub struct Dispatch {
     pub workers: HashMap<String, WorkerHandle>,
-    pub scheduler: mpsc::UnboundedSender<SchedulerWork>,
-    pub load: Arc<Load>,
 }
 
 impl Dispatch {
-    fn pools_changed(&self) {
+    fn pools_changed(&self, change: PoolChange) {
         for worker in self.workers.values() {
-            worker.send(Work::Tunnels);
+            if change.tunnels {
+                worker.tunnels();
+            }
             worker.retry_failed();
         }
     }
@@ -74,115 +79,84 @@ impl Dispatch {
 
     fn node_changed(&self, name: &str) {
         if let Some(worker) = self.workers.get(name) {
-            worker.send(Work::Tunnels);
+            worker.tunnels();
             worker.retry_failed();
         }
-        let _ = self.scheduler.send(SchedulerWork::NodesChanged);
     }
 }
 
 pub async fn pools(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
-    let api: CalicoApi<IpPool> = CalicoApi::new(client);
-    follow("ippools", api.watch(watcher::Config::default()), |change| {
-        match change {
+    let api: Api<DynamicObject> = Api::all_with(client, &calico_resource("IPPool", "ippools"));
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    follow("ippools", events, |change| {
+        let change = match change {
             Change::Listed(pools) => {
-                cluster.set_pools(pools);
+                let change = cluster.set_pools(
+                    pools
+                        .iter()
+                        .map(|p| (p.name_any(), PoolInfo::of(p)))
+                        .collect(),
+                );
                 cluster.mark_synced(Source::Pools);
+                change
             }
-            Change::Applied(pool) => cluster.put_pool(pool),
-            Change::Deleted(pool) => cluster.drop_pool(pool.name()),
-        }
-        dispatch.pools_changed();
+            Change::Applied(pool) => cluster.put_pool(pool.name_any(), PoolInfo::of(&pool)),
+            Change::Deleted(pool) => cluster.drop_pool(&pool.name_any()),
+        };
+        dispatch.pools_changed(change);
     })
     .await
 }
 
-pub async fn config(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
-    let api: CalicoApi<IpamConfig> = CalicoApi::new(client);
-    let is_default = |c: &IpamConfig| c.metadata.name.as_deref() == Some(names::IPAM_CONFIG_NAME);
+/// Any change of the IPAM configuration (strictAffinity, maxBlocksPerHost, …) may unblock pods.
+pub async fn ipam_config(client: Client, dispatch: Arc<Dispatch>) {
+    let api: Api<PartialObjectMeta<DynamicObject>> =
+        Api::all_with(client, &calico_resource("IPAMConfig", "ipamconfigs"));
+    let events = watcher(api, watcher::Config::default()).default_backoff();
     follow(
         "ipamconfigs",
-        api.watch(watcher::Config::default()),
-        |change| {
-            match change {
-                Change::Listed(configs) => {
-                    cluster.set_config(configs.into_iter().find(is_default).map(|c| c.spec));
-                    cluster.mark_synced(Source::Config);
-                }
-                Change::Applied(c) if is_default(&c) => cluster.set_config(Some(c.spec)),
-                Change::Deleted(c) if is_default(&c) => cluster.set_config(None),
-                _ => return,
-            }
-            dispatch.retry_everywhere();
-        },
+        events,
+        |_: Change<PartialObjectMeta<DynamicObject>>| dispatch.retry_everywhere(),
     )
     .await
 }
 
-pub async fn blocks(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
-    let api: CalicoApi<IpamBlock> = CalicoApi::new(client);
-    follow(
-        "ipamblocks",
-        api.watch(watcher::Config::default()),
-        |change| match change {
-            Change::Listed(blocks) => {
-                cluster.relist_blocks(blocks);
-                cluster.mark_synced(Source::Blocks);
-            }
-            Change::Applied(block) => cluster.observe_block(block),
-            Change::Deleted(block) => {
-                cluster.observe_block_deleted(&block);
-                // A deleted block frees address space for pods waiting on it.
-                dispatch.retry_everywhere();
-            }
-        },
-    )
-    .await
-}
-
-pub async fn affinities(client: Client, cluster: Arc<Cluster>) {
-    let api: CalicoApi<BlockAffinity> = CalicoApi::new(client);
-    follow(
-        "blockaffinities",
-        api.watch(watcher::Config::default()),
-        |change| match change {
-            Change::Listed(affinities) => {
-                cluster.relist_affinities(affinities);
-                cluster.mark_synced(Source::Affinities);
-            }
-            Change::Applied(a) => cluster.observe_affinity(a),
-            Change::Deleted(a) => cluster.observe_affinity_deleted(&a),
-        },
-    )
-    .await
-}
-
-fn namespace_info(ns: &Namespace) -> NamespaceInfo {
-    NamespaceInfo {
-        labels: ns.metadata.labels.clone().unwrap_or_default(),
-        annotations: ns.metadata.annotations.clone().unwrap_or_default(),
-    }
-}
-
-pub async fn namespaces(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch>) {
-    let api: Api<Namespace> = Api::all(client);
+/// A deleted block frees address space for pods waiting on it.
+pub async fn blocks(client: Client, dispatch: Arc<Dispatch>) {
+    let api: Api<PartialObjectMeta<DynamicObject>> =
+        Api::all_with(client, &calico_resource("IPAMBlock", "ipamblocks"));
     let events = watcher(api, watcher::Config::default()).default_backoff();
+    follow("ipamblocks", events, |change| {
+        if let Change::Deleted(_) = change {
+            dispatch.retry_everywhere();
+        }
+    })
+    .await
+}
+
+type Labelled = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+/// Namespaces' labels (namespaceSelector) and annotations (pool annotations) choose pools.
+pub async fn namespaces(client: Client, dispatch: Arc<Dispatch>) {
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let mut known: HashMap<String, Labelled> = HashMap::new();
+    let view = |ns: &PartialObjectMeta<Namespace>| -> Labelled {
+        (ns.labels().clone(), ns.annotations().clone())
+    };
     follow("namespaces", events, |change| match change {
         Change::Listed(list) => {
-            cluster.set_namespaces(
-                list.iter()
-                    .map(|n| (n.name_any(), namespace_info(n)))
-                    .collect(),
-            );
-            cluster.mark_synced(Source::Namespaces);
+            known = list.iter().map(|n| (n.name_any(), view(n))).collect();
             dispatch.retry_everywhere();
         }
         Change::Applied(ns) => {
-            if cluster.put_namespace(ns.name_any(), namespace_info(&ns)) {
+            if known.insert(ns.name_any(), view(&ns)).as_ref() != Some(&view(&ns)) {
                 dispatch.retry_everywhere();
             }
         }
-        Change::Deleted(ns) => cluster.drop_namespace(&ns.name_any()),
+        Change::Deleted(ns) => {
+            known.remove(&ns.name_any());
+        }
     })
     .await
 }
@@ -213,8 +187,8 @@ pub async fn nodes(client: Client, cluster: Arc<Cluster>, dispatch: Arc<Dispatch
     .await
 }
 
-/// Routes pod events: pending pods to the scheduler, pods of the sim's nodes to their workers;
-/// pods of other nodes are none of this sim's business.
+/// Routes pods bound to the sim's nodes to their workers; pods of other nodes (and pods the
+/// scheduler has not bound yet) are none of this sim's business.
 pub async fn pods(client: Client, dispatch: Arc<Dispatch>) {
     let api: Api<Pod> = Api::all(client);
     // managedFields are most of a pod's size and the sim never reads them.
@@ -239,13 +213,12 @@ pub async fn pods(client: Client, dispatch: Arc<Dispatch>) {
                 gone(&dispatch, &mut placed, &uid, &node);
             }
             for worker in dispatch.workers.values() {
-                worker.send(Work::PodsListed);
+                worker.send(Work::CollectSandboxes);
             }
         }
         Change::Applied(pod) => route(&dispatch, &mut placed, pod),
         Change::Deleted(pod) => {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let _ = dispatch.scheduler.send(SchedulerWork::Settled(uid.clone()));
             if let Some(node) = placed.get(&uid).cloned() {
                 gone(&dispatch, &mut placed, &uid, &node);
             }
@@ -255,13 +228,6 @@ pub async fn pods(client: Client, dispatch: Arc<Dispatch>) {
 }
 
 fn route(dispatch: &Dispatch, placed: &mut HashMap<String, String>, pod: Pod) {
-    let uid = pod.metadata.uid.clone().unwrap_or_default();
-    if scheduling::wants_scheduling(&pod) {
-        let _ = dispatch
-            .scheduler
-            .send(SchedulerWork::Pending(Box::new(pod)));
-        return;
-    }
     let node = pod
         .spec
         .as_ref()
@@ -270,22 +236,12 @@ fn route(dispatch: &Dispatch, placed: &mut HashMap<String, String>, pod: Pod) {
     let Some(worker) = dispatch.workers.get(&node) else {
         return;
     };
-    let finished = matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    );
-    if finished {
-        dispatch.load.remove(&uid);
-    } else {
-        dispatch.load.place(&node, &uid);
-    }
-    placed.insert(uid, node);
+    placed.insert(pod.metadata.uid.clone().unwrap_or_default(), node);
     worker.send(Work::Pod(Box::new(pod)));
 }
 
 fn gone(dispatch: &Dispatch, placed: &mut HashMap<String, String>, uid: &str, node: &str) {
     placed.remove(uid);
-    dispatch.load.remove(uid);
     if let Some(worker) = dispatch.workers.get(node) {
         worker.send(Work::PodGone(uid.to_owned()));
     }

@@ -41,6 +41,11 @@ pub enum HarnessError {
         last: String,
     },
 
+    #[error(
+        "calico-sim runs Calico's own binaries, and {dir} lacks {missing}: build them with tests/upstream/build calico-v3.31"
+    )]
+    CalicoMissing { dir: PathBuf, missing: String },
+
     #[error("calico-sim exited ({status}) {when}; last lines of {log}:\n{tail}")]
     SimExited {
         status: String,

@@ -4,6 +4,8 @@
 //! (fake nodes whose pods get their addresses from Calico's CNI plugin), torn down when dropped —
 //! also when a test panics.
 //!
+//! [`workloads`] has the steps cluster tests take on them.
+//!
 //! Pools, blocks, affinities and nodes are cluster-scoped, so namespaces do not isolate tests:
 //! a test that touches pools starts its own [`ControlPlane`] (each has its own etcd).
 //!
@@ -19,6 +21,7 @@ mod process;
 mod runtime;
 mod sim;
 mod wait;
+pub mod workloads;
 mod workspace_bin;
 
 use std::path::PathBuf;

@@ -14,9 +14,16 @@ use rustix::process::{Pid, Signal, kill_process};
 use tokio::sync::watch;
 
 use crate::{
-    ControlPlane, HarnessError, control_plane::client_from_kubeconfig, process, runtime::block_on,
-    wait::wait_for_all, workspace_bin::try_workspace_bin,
+    ControlPlane, HarnessError,
+    control_plane::{client_from_kubeconfig, upstream_binaries},
+    process,
+    runtime::block_on,
+    wait::wait_for_all,
+    workspace_bin::try_workspace_bin,
 };
+
+/// What calico-sim runs of Calico's, from the folder `tests/upstream/build` fills.
+const CALICO_BINARIES: [&str; 4] = ["calico", "calico-ipam", "tunnel-addresses", "cni-dataplane"];
 
 /// How long calico-sim gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -47,11 +54,78 @@ impl Default for SimOptions {
     }
 }
 
+/// Where the sim finds its cluster and Calico: the control plane's kubeconfig for each identity
+/// (`up` writes `kubeconfig-<identity>` with that identity's RBAC; the admin one stands in where
+/// there is none), Calico's binaries, and the folder for the nodes' state.
+#[derive(Debug, Clone)]
+struct Launch {
+    kubeconfig: PathBuf,
+    cni_kubeconfig: PathBuf,
+    node_agent_kubeconfig: PathBuf,
+    calico_bin: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Launch {
+    fn new(cp: &ControlPlane, options: &SimOptions) -> Result<Launch, HarnessError> {
+        let identity = |name: &str| {
+            let own = cp.dir().join(format!("kubeconfig-{name}"));
+            if own.is_file() {
+                own
+            } else {
+                cp.kubeconfig().to_owned()
+            }
+        };
+        let calico_bin = upstream_binaries()?;
+        let missing: Vec<&str> = CALICO_BINARIES
+            .into_iter()
+            .filter(|b| !calico_bin.join(b).is_file())
+            .collect();
+        if !missing.is_empty() {
+            return Err(HarnessError::CalicoMissing {
+                dir: calico_bin,
+                missing: missing.join(", "),
+            });
+        }
+        Ok(Launch {
+            kubeconfig: identity("calico-sim"),
+            cni_kubeconfig: identity("calico-cni-plugin"),
+            node_agent_kubeconfig: identity("calico-node"),
+            calico_bin,
+            state_dir: cp.dir().join(state_dir_name(&options.node_prefix)),
+        })
+    }
+}
+
+/// The sim's state folder, per node prefix: the data plane's unix socket lives in it, and a socket
+/// path has at most 107 bytes, so a long prefix (nodes may have names of 253 characters) is cut and
+/// told apart by a hash of the whole.
+fn state_dir_name(prefix: &str) -> String {
+    const KEEP: usize = 16;
+    if prefix.len() <= KEEP {
+        return format!("{prefix}calico-sim");
+    }
+    let fnv1a = prefix.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let cut: String = prefix.chars().take(KEEP).collect();
+    format!("{cut}{fnv1a:016x}-calico-sim")
+}
+
 impl SimOptions {
-    fn args(&self, kubeconfig: &Path) -> Vec<String> {
+    fn args(&self, launch: &Launch) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
         let mut args = vec![
             "--kubeconfig".to_owned(),
-            kubeconfig.display().to_string(),
+            path(&launch.kubeconfig),
+            "--cni-kubeconfig".to_owned(),
+            path(&launch.cni_kubeconfig),
+            "--node-agent-kubeconfig".to_owned(),
+            path(&launch.node_agent_kubeconfig),
+            "--calico-bin".to_owned(),
+            path(&launch.calico_bin),
+            "--state-dir".to_owned(),
+            path(&launch.state_dir),
             "--nodes".to_owned(),
             self.nodes.to_string(),
             "--node-prefix".to_owned(),
@@ -73,12 +147,15 @@ impl SimOptions {
     }
 }
 
-/// A running calico-sim. Its output goes to `<control-plane dir>/<node prefix>calico-sim.log`; its
-/// PID is also recorded for `tests/cluster/down`, so a leaked sim is stopped with the control plane.
+/// A running calico-sim. Its output goes to `<control-plane dir>/<node prefix>calico-sim.log`, its
+/// nodes' state (and Calico's CNI log) to `<control-plane dir>/<node prefix>calico-sim/`; its PID is
+/// also recorded for `tests/cluster/down`, so a leaked sim is stopped with the control plane.
 /// Dropping it sends SIGTERM and waits (SIGKILL after 10 s).
 pub struct Sim {
     binary: PathBuf,
+    /// The admin kubeconfig, for the harness's own waits.
     kubeconfig: PathBuf,
+    launch: Launch,
     cluster_dir: PathBuf,
     log: PathBuf,
     options: SimOptions,
@@ -98,9 +175,11 @@ impl Sim {
         let log = cp
             .dir()
             .join(format!("{}calico-sim.log", options.node_prefix));
+        let launch = Launch::new(cp, &options)?;
         let mut sim = Sim {
             binary,
             kubeconfig: cp.kubeconfig().to_owned(),
+            launch,
             cluster_dir: cp.dir().to_owned(),
             log,
             options,
@@ -205,7 +284,7 @@ impl Sim {
             .append(true)
             .open(&self.log)
             .map_err(HarnessError::io(&self.log))?;
-        let args = self.options.args(&self.kubeconfig);
+        let args = self.options.args(&self.launch);
         let command_line = format!("{} {}", self.binary.display(), args.join(" "));
         writeln!(log, "----- harness: {command_line}").map_err(HarnessError::io(&self.log))?;
         let spawn_error = |source| HarnessError::Spawn {
@@ -268,4 +347,18 @@ fn is_ready(node: &Node) -> bool {
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_folders_stay_short_and_distinct() {
+        assert_eq!(state_dir_name("sim-"), "sim-calico-sim");
+        let a = state_dir_name(&format!("{}a", "x".repeat(240)));
+        let b = state_dir_name(&format!("{}b", "x".repeat(240)));
+        assert_ne!(a, b);
+        assert!(a.len() < 48, "{a}");
+    }
 }

@@ -4,7 +4,11 @@ go 1.26.0
 
 // Calico's module path has no /v3, so its release tags cannot be required by name: v3.31.0 is the
 // release commit b1f3c43f8437 (the newest 3.31 commit the module proxy serves; see tests/upstream/README.md).
-require github.com/projectcalico/calico v0.0.0-20251021213802-b1f3c43f8437
+require (
+	github.com/projectcalico/calico v0.0.0-20251021213802-b1f3c43f8437
+	// cmd/cni-dataplane serves Calico's gRPC dataplane API.
+	google.golang.org/grpc v1.72.2
+)
 
 require (
 	github.com/projectcalico/api v0.0.0-20220722155641-439a754a988b
@@ -139,7 +143,6 @@ require (
 	golang.zx2c4.com/wireguard/wgctrl v0.0.0-20241231184526-a9ab2273dd10 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20250721164621-a45f3dfb1074 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250811230008-5f3141c8851a // indirect
-	google.golang.org/grpc v1.72.2 // indirect
 	google.golang.org/protobuf v1.36.7 // indirect
 	gopkg.in/evanphx/json-patch.v4 v4.12.0 // indirect
 	gopkg.in/go-playground/assert.v1 v1.2.1 // indirect

@@ -1,10 +1,9 @@
-//! calico-sim against a real control plane (tests/harness): every test starts its own control
-//! plane and sim, creates pools and workloads through the API, and checks the result through the
-//! API — pods' addresses and the IPAM objects Calico's datastore would hold.
+//! calico-sim against a real control plane (tests/harness): its nodes are scheduled onto by
+//! kube-scheduler and run Calico's own CNI plugin; these tests check what the sim itself plays — a
+//! node's kubelet and container runtime: readiness after the start delay, recovery from `kill -9`
+//! with exactly one address per pod, teardown of pods deleted while it was down, DaemonSets and
+//! evictions. What Calico does with the addresses is tested in ippool-cluster's `calico` suite.
 
-mod allocation;
-mod blocks;
 mod common;
-mod selection;
-mod tunnels;
+mod restarts;
 mod workloads;

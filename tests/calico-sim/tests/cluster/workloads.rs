@@ -1,11 +1,14 @@
 //! Workload controllers and the API machinery around them behave as on a real cluster with the
-//! sim as its data plane: DaemonSets place one pod per node, PodDisruptionBudgets guard evictions.
+//! sim's nodes: kube-scheduler places one DaemonSet pod per node, and a PodDisruptionBudget guards
+//! evictions, whose pods the sim tears down through Calico (their addresses released).
 
 use std::collections::BTreeSet;
 
+use harness::workloads::*;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt as _;
-use kube::api::{Api, ApiResource, DynamicObject, EvictParams, PostParams};
+use kube::api::{Api, EvictParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -13,7 +16,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn daemonset_pods_land_one_per_node() {
-    let env = start(sim_options(4)).await;
+    let env = SimCluster::start(4).await;
     let client = &env.client;
     create_pool(
         client,
@@ -28,31 +31,23 @@ async fn daemonset_pods_land_one_per_node() {
         nodes,
         (0..4).map(|i| format!("sim-{i}")).collect::<BTreeSet<_>>()
     );
-    assert_calico_consistent(client, &pods).await;
-}
-
-fn pdb_resource() -> ApiResource {
-    ApiResource {
-        group: "policy".into(),
-        version: "v1beta1".into(),
-        api_version: "policy/v1beta1".into(),
-        kind: "PodDisruptionBudget".into(),
-        plural: "poddisruptionbudgets".into(),
-    }
+    let addresses: BTreeSet<_> = pods.iter().flat_map(pod_ips).collect();
+    assert_eq!(addresses.len(), 4, "one address each: {addresses:?}");
 }
 
 /// Waits until the disruption controller has judged the budget with `healthy` pods.
-async fn wait_budget(pdbs: &Api<DynamicObject>, healthy: i64, allowed: i64) {
+async fn wait_budget(pdbs: &Api<PodDisruptionBudget>, healthy: i32, allowed: i32) {
     harness::wait_for_all(
         pdbs,
         watcher::Config::default(),
         &format!("the budget to see {healthy} healthy pods and allow {allowed} disruptions"),
-        |list: &[DynamicObject]| {
+        |list: &[PodDisruptionBudget]| {
             list.iter().any(|p| {
-                let status = &p.data["status"];
-                status["observedGeneration"] == json!(p.metadata.generation)
-                    && status["currentHealthy"] == json!(healthy)
-                    && status["disruptionsAllowed"] == json!(allowed)
+                p.status.as_ref().is_some_and(|s| {
+                    s.observed_generation == p.metadata.generation
+                        && s.current_healthy == healthy
+                        && s.disruptions_allowed == allowed
+                })
             })
         },
         TIMEOUT,
@@ -63,7 +58,7 @@ async fn wait_budget(pdbs: &Api<DynamicObject>, healthy: i64, allowed: i64) {
 
 #[tokio::test]
 async fn a_pod_disruption_budget_blocks_eviction() {
-    let env = start(sim_options(3)).await;
+    let env = SimCluster::start(3).await;
     let client = &env.client;
     create_pool(
         client,
@@ -74,10 +69,8 @@ async fn a_pod_disruption_budget_blocks_eviction() {
     create_deployment(client, "default", &deployment("web", 3, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 3).await;
 
-    // Server 1.20 serves PodDisruptionBudget only as policy/v1beta1.
-    let pdbs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &pdb_resource());
-    let pdb: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"minAvailable": 3, "selector": {"matchLabels": {"app": "web"}}},
     }))
@@ -99,7 +92,7 @@ async fn a_pod_disruption_budget_blocks_eviction() {
     }
 
     // With a fourth replica the budget allows one eviction; the evicted pod goes through the
-    // sim's deletion (its address released) and is replaced.
+    // sim's teardown (Calico releases its address) and is replaced.
     scale(client, "default", "web", 4).await;
     wait_running(client, "default", "app=web", 4).await;
     wait_budget(&pdbs, 4, 1).await;
@@ -109,10 +102,15 @@ async fn a_pod_disruption_budget_blocks_eviction() {
         .expect("an eviction within the budget");
     let after = wait_running(client, "default", "app=web", 4).await;
     assert!(after.iter().all(|p| p.uid() != pods[0].uid()));
-    let ipam = assert_calico_consistent(client, &after).await;
-    assert_eq!(
-        pod_handles(&ipam).len(),
-        4,
+    let evicted = pod_handle(&pods[0].annotations()["cni.projectcalico.org/containerID"]);
+    let held = read_allocations(client).await;
+    assert!(
+        held.values().all(|(handle, _)| *handle != evicted),
         "the evicted pod's address was released"
     );
+    let pod_allocations = held
+        .values()
+        .filter(|(handle, _)| handle.starts_with("k8s-pod-network."))
+        .count();
+    assert_eq!(pod_allocations, 4);
 }

@@ -2,7 +2,6 @@
 //! nodeSelector, namespaceSelector, allowedUses, assignmentMode, borrowing and strictAffinity.
 
 use ipnet::IpNet;
-use ippool_cluster::allocation;
 use ippool_cluster::names;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
@@ -24,7 +23,7 @@ fn assert_all_in(pods: &[Pod], pool: IpNet) {
 
 #[tokio::test]
 async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
-    let env = start(sim_options(2)).await;
+    let env = SimCluster::start(2).await;
     let client = &env.client;
     let (default, blue, green) = (
         net("10.50.0.0/24"),
@@ -122,7 +121,7 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
 
 #[tokio::test]
 async fn node_selectors_give_each_node_its_pools() {
-    let env = start(sim_options(4)).await;
+    let env = SimCluster::start(4).await;
     let client = &env.client;
     for (node, rack) in [
         ("sim-0", "a"),
@@ -160,7 +159,7 @@ async fn node_selectors_give_each_node_its_pools() {
 
 #[tokio::test]
 async fn namespace_selectors_give_each_namespace_its_pools() {
-    let env = start(sim_options(2)).await;
+    let env = SimCluster::start(2).await;
     let client = &env.client;
     let (team, general) = (net("10.70.0.0/24"), net("10.71.0.0/24"));
     create_pool(
@@ -187,7 +186,7 @@ async fn namespace_selectors_give_each_namespace_its_pools() {
 
 #[tokio::test]
 async fn allowed_uses_keep_workloads_and_tunnels_apart() {
-    let env = start(sim_options(2)).await;
+    let env = SimCluster::start(2).await;
     let client = &env.client;
     let (workloads, tunnels, balancers) = (
         net("10.80.0.0/24"),
@@ -209,7 +208,7 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
     // calico-node takes tunnel addresses only from pools allowing Tunnel use.
     let allocations = ipam.allocations();
     for node in ["sim-0", "sim-1"] {
-        let handle = names::tunnel_handle_id(ippool_rules::model::Encapsulation::Ipip, node);
+        let (handle, _, _) = tunnel_names(ippool_rules::model::Encapsulation::Ipip, node);
         let held = ipam.handle_addresses(&handle);
         assert_eq!(held.len(), 1, "{node}: {held:?}");
         assert!(
@@ -227,7 +226,7 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
 
 #[tokio::test]
 async fn manual_pools_serve_only_pods_that_name_them() {
-    let env = start(sim_options(2)).await;
+    let env = SimCluster::start(2).await;
     let client = &env.client;
     let (automatic, manual) = (net("10.90.0.0/24"), net("10.91.0.0/24"));
     create_pool(
@@ -253,13 +252,9 @@ async fn manual_pools_serve_only_pods_that_name_them() {
     assert_calico_consistent(client, &[plain, named].concat()).await;
 }
 
-fn pinned(node: &str) -> serde_json::Value {
-    json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}})
-}
-
 #[tokio::test]
 async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
-    let env = start(sim_options(3)).await;
+    let env = SimCluster::start(3).await;
     let client = &env.client;
     set_ipam_config(client, true).await;
     // Two blocks of four addresses: enough for two nodes to claim one each, none for the third.
@@ -295,16 +290,12 @@ async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
         .iter()
         .find(|b| b.cidr().unwrap().contains(&address))
         .unwrap();
-    let owner = allocation::affine_node(block).unwrap();
+    let owner = affine_node(block).unwrap();
     assert_ne!(
         owner, "sim-2",
         "sim-2 has no block of its own: it borrowed {address}"
     );
-    assert!(
-        ipam.blocks
-            .iter()
-            .all(|b| allocation::affine_node(b) != Some("sim-2"))
-    );
+    assert!(ipam.blocks.iter().all(|b| affine_node(b) != Some("sim-2")));
     let pods = all_pods(client).await;
     let running: Vec<Pod> = pods.into_iter().filter(is_running_and_ready).collect();
     assert_eq!(running.len(), 3);

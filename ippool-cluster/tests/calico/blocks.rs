@@ -9,13 +9,9 @@ use serde_json::json;
 
 use crate::common::*;
 
-fn pinned(node: &str) -> serde_json::Value {
-    json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}})
-}
-
 #[tokio::test]
 async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
-    let env = start(sim_options(2)).await;
+    let env = SimCluster::start(2).await;
     let client = &env.client;
     create_pool(
         client,
@@ -31,7 +27,7 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
     let block_of = |node: &str| {
         ipam.blocks
             .iter()
-            .find(|b| allocation::affine_node(b) == Some(node))
+            .find(|b| affine_node(b) == Some(node))
             .unwrap_or_else(|| panic!("{node} has a block"))
             .clone()
     };
@@ -71,8 +67,8 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
         .await
         .unwrap()
         .expect("the emptied affine block stays");
-    assert!(allocation::is_empty(&kept_now));
-    assert_eq!(allocation::affine_node(&kept_now), Some("sim-1"));
+    assert!(allocation::allocations(&kept_now).unwrap().is_empty());
+    assert_eq!(affine_node(&kept_now), Some("sim-1"));
     assert!(
         affinities
             .get(&names::block_affinity_name("sim-1", &kept_cidr))

@@ -1,11 +1,12 @@
 //! Pods get addresses as Calico IPAM gives them: distinct, inside the pool, per-node blocks,
-//! released on deletion, never handed out twice, exactly one per pod across a sim crash.
+//! released on deletion, never handed out twice; IPv4 and IPv6 when pools of both families exist.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
+use harness::SimOptions;
 use ippool_cluster::allocation;
 use ippool_cluster::names;
 use k8s_openapi::api::core::v1::Pod;
@@ -18,7 +19,7 @@ use crate::common::*;
 
 #[tokio::test]
 async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_does() {
-    let env = start(sim_options(5)).await;
+    let env = SimCluster::start(5).await;
     let client = &env.client;
     create_pool(
         client,
@@ -37,20 +38,17 @@ async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_do
         assert!(pool.contains(&ips[0]), "{} outside the pool", ips[0]);
         *per_node.entry(node_of(pod)).or_default() += 1;
     }
+    // kube-scheduler spreads a Deployment's pods; how evenly is its business, not Calico's.
     assert_eq!(per_node.len(), 5, "spread over every node: {per_node:?}");
-    assert!(
-        per_node.values().all(|n| *n == 4),
-        "spread evenly: {per_node:?}"
-    );
 
     let ipam = assert_calico_consistent(client, &pods).await;
-    // Each node claimed one /26 of the pool for its four pods.
+    // Each node claimed one /26 of the pool for its pods.
     assert_eq!(ipam.blocks.len(), 5);
     for block in &ipam.blocks {
         let cidr = block.cidr().unwrap();
         assert_eq!(cidr.prefix_len(), 26);
         assert!(pool.contains(&cidr.network()));
-        let node = allocation::affine_node(block).expect("affine block");
+        let node = affine_node(block).expect("affine block");
         assert_eq!(
             allocation::allocations(block).unwrap().len(),
             per_node[node]
@@ -58,6 +56,46 @@ async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_do
     }
     assert_eq!(ipam.affinities.len(), 5);
     assert_eq!(ipam.handles.len(), 20);
+}
+
+#[tokio::test]
+async fn a_node_name_too_long_to_prefix_an_affinity_name_is_cut_and_hashed() {
+    // "<node>-192-168-100-…-28" is 253 characters or more, longer than an object name may be, so
+    // Calico shortens the affinity's name. The node's name is about as long as Calico can serve:
+    // its WorkloadEndpoint names ("<node>-k8s-<pod>-eth0", hyphens doubled) and tunnel handles
+    // ("ipip-tunnel-addr-<node>") must fit in 253 characters too, hence one short bare pod and no
+    // encapsulation.
+    let prefix = "n".repeat(235);
+    let env = SimCluster::start_with(SimOptions {
+        nodes: 1,
+        node_prefix: prefix.clone(),
+        ..SimOptions::default()
+    })
+    .await;
+    let client = &env.client;
+    let node = format!("{prefix}0");
+    create_pool(
+        client,
+        "pool",
+        json!({"cidr": "192.168.100.0/24", "blockSize": 28}),
+    )
+    .await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "labels": {"app": "p"}},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]},
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .create(&Default::default(), &pod)
+        .await
+        .unwrap();
+    let pods = wait_running(client, "default", "app=p", 1).await;
+    assert_eq!(node_of(&pods[0]), node);
+    // Named, labelled (hostname-hash of the whole name) and found as this crate computes it.
+    let ipam = assert_calico_consistent(client, &pods).await;
+    assert_eq!(ipam.affinities.len(), 1);
+    let name = ipam.affinities[0].metadata.name.clone().unwrap_or_default();
+    assert!(name.len() < 253 && !name.starts_with(&node), "{name}");
 }
 
 /// Every (address, pod UID) pair seen over the run, from a pod watch.
@@ -99,7 +137,7 @@ impl AddressLog {
 
 #[tokio::test]
 async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
-    let env = start(sim_options(3)).await;
+    let env = SimCluster::start(3).await;
     let client = &env.client;
     let log = AddressLog::start(client);
     let (old_pool, new_pool) = (net("10.10.0.0/24"), net("10.20.0.0/24"));
@@ -157,60 +195,8 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
 }
 
 #[tokio::test]
-async fn a_sim_killed_mid_scale_up_leaves_exactly_one_address_per_pod() {
-    let mut env = start(sim_options(4)).await;
-    let client = env.client.clone();
-    create_pool(
-        &client,
-        "pool",
-        json!({"cidr": "10.30.0.0/16", "ipipMode": "Always"}),
-    )
-    .await;
-    create_deployment(&client, "default", &deployment("web", 40, json!({}))).await;
-    // Kill the sim once some pods have addresses and others do not yet.
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    harness::wait_for_all(
-        &api,
-        watcher::Config::default().labels("app=web"),
-        "a few pods with addresses",
-        |pods: &[Pod]| {
-            pods.iter()
-                .filter(|p| p.annotations().contains_key(names::ANNOTATION_POD_IP))
-                .count()
-                >= 5
-        },
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
-    env.sim.kill9();
-    env.sim.restart().expect("sim restarts");
-
-    let pods = wait_running(&client, "default", "app=web", 40).await;
-    let ipam = assert_calico_consistent(&client, &pods).await;
-    let expected: BTreeSet<String> = pods
-        .iter()
-        .map(|p| names::pod_handle_id(&p.annotations()[names::ANNOTATION_CONTAINER_ID]))
-        .collect();
-    assert_eq!(pod_handles(&ipam), expected, "no allocation without a pod");
-    let pod_handle_objects = ipam
-        .handles
-        .iter()
-        .filter(|h| names::container_id_of_pod_handle(&h.spec.handle_id).is_some())
-        .count();
-    assert_eq!(pod_handle_objects, 40, "one IPAMHandle per pod");
-    // Each node kept one tunnel address.
-    let tunnel_handles: Vec<_> = ipam
-        .allocations()
-        .into_values()
-        .filter(|(_, owner)| owner.get(names::ATTRIBUTE_TYPE).is_some())
-        .collect();
-    assert_eq!(tunnel_handles.len(), 4);
-}
-
-#[tokio::test]
 async fn pools_of_both_families_give_dual_stack_pods() {
-    let env = start(sim_options(3)).await;
+    let env = SimCluster::start(3).await;
     let client = &env.client;
     let (v4, v6) = (net("10.40.0.0/16"), net("fd00:40::/64"));
     create_pool(client, "v4", json!({"cidr": v4.to_string()})).await;
@@ -238,42 +224,4 @@ async fn pools_of_both_families_give_dual_stack_pods() {
         .filter(|a| a.metadata.labels[names::LABEL_IP_VERSION] == "6")
         .count();
     assert_eq!(v6_affinities, 3);
-}
-
-#[tokio::test]
-async fn pods_turn_ready_only_after_the_start_delay() {
-    let options = harness::SimOptions {
-        start_delay_ms: 1500,
-        ..sim_options(1)
-    };
-    let env = start(options).await;
-    let client = &env.client;
-    create_pool(client, "pool", json!({"cidr": "10.45.0.0/24"})).await;
-    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-    // Watch from before the pod exists so that the Running-but-not-Ready state cannot be missed.
-    let states = tokio::spawn(async move {
-        let mut states = Vec::new();
-        let mut pods = std::pin::pin!(
-            watcher(api, watcher::Config::default().labels("app=slow")).applied_objects()
-        );
-        while let Some(Ok(pod)) = pods.next().await {
-            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            let ready = is_running_and_ready(&pod);
-            states.push((running, ready));
-            if ready {
-                return states;
-            }
-        }
-        states
-    });
-    create_deployment(client, "default", &deployment("slow", 1, json!({}))).await;
-    let states = tokio::time::timeout(TIMEOUT, states)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        states.contains(&(true, false)),
-        "Running before Ready: {states:?}"
-    );
-    assert_eq!(states.last(), Some(&(true, true)));
 }

@@ -25,7 +25,7 @@ async fn wait_tunnels(
     what: &str,
     ok: impl Fn(Option<IpAddr>) -> bool,
 ) -> BTreeMap<String, Option<IpAddr>> {
-    let annotation = names::tunnel_node_annotation(encapsulation);
+    let (_, _, annotation) = tunnel_names(encapsulation, "");
     let address = |node: &Node| -> Option<IpAddr> {
         node.annotations()
             .get(annotation)
@@ -63,17 +63,14 @@ async fn assert_tunnel_allocations(
     let ipam = Ipam::read(client).await;
     let allocations = ipam.allocations();
     for (node, address) in addresses {
-        let handle = names::tunnel_handle_id(encapsulation, node);
+        let (handle, attribute_type, _) = tunnel_names(encapsulation, node);
         let held = ipam.handle_addresses(&handle);
         match address {
             Some(address) => {
                 assert_eq!(held, vec![*address], "{node}");
                 let owner = &allocations[address].1;
                 assert_eq!(owner[names::ATTRIBUTE_NODE], *node);
-                assert_eq!(
-                    owner[names::ATTRIBUTE_TYPE],
-                    names::tunnel_attribute_type(encapsulation)
-                );
+                assert_eq!(owner[names::ATTRIBUTE_TYPE], attribute_type);
                 let object = ipam
                     .handles
                     .iter()
@@ -95,7 +92,7 @@ fn inside(pool: IpNet) -> impl Fn(Option<IpAddr>) -> bool {
 
 #[tokio::test]
 async fn tunnel_addresses_follow_their_pool() {
-    let env = start(sim_options(3)).await;
+    let env = SimCluster::start(3).await;
     let client = &env.client;
     let (a, b, c) = (
         net("10.120.0.0/24"),
