@@ -103,10 +103,10 @@ fn pool_resource() -> ApiResource {
     )
 }
 
-/// Server 1.20 serves PodDisruptionBudget only as policy/v1beta1, which k8s-openapi has no type for.
+/// policy/v1 (served since 1.21; v1beta1 went in 1.25).
 fn pdb_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("policy", "v1beta1", "PodDisruptionBudget"),
+        &GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
         "poddisruptionbudgets",
     )
 }
@@ -147,7 +147,7 @@ async fn a_pod_disruption_budget_refuses_an_eviction() -> Result<(), HarnessErro
         .map_err(api_error("create Deployment"))?;
     let pdbs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &pdb_resource());
     let pdb: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "policy/v1beta1",
+        "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": "guarded"},
         "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}
