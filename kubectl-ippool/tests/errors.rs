@@ -87,26 +87,33 @@ async fn missing_permission_and_missing_pool() {
         )
         .await
         .unwrap();
-    // 1.20's token controller gives the account a token secret.
-    let account = harness::wait_for(
-        &accounts,
-        "nobody",
-        |sa: Option<&ServiceAccount>| {
-            sa.is_some_and(|sa| sa.secrets.as_ref().is_some_and(|s| !s.is_empty()))
+    // Since 1.24 no token secret is made for an account unless asked for: a secret of type
+    // service-account-token naming the account, which the token controller fills in.
+    let secrets = Api::<Secret>::namespaced(client.clone(), "default");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "nobody-token",
+                             "annotations": {"kubernetes.io/service-account.name": "nobody"}},
+                "type": "kubernetes.io/service-account-token"
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let secret = harness::wait_for(
+        &secrets,
+        "nobody-token",
+        |s: Option<&Secret>| {
+            s.and_then(|s| s.data.as_ref())
+                .is_some_and(|d| d.contains_key("token"))
         },
         Duration::from_secs(60),
     )
     .await
     .unwrap()
     .unwrap();
-    let secret_name = account.secrets.unwrap()[0]
-        .name
-        .clone()
-        .expect("secret reference has a name");
-    let secret = Api::<Secret>::namespaced(client.clone(), "default")
-        .get(&secret_name)
-        .await
-        .unwrap();
     let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
     let admin = std::fs::read_to_string(cp.kubeconfig()).unwrap();
     let admin_token = admin

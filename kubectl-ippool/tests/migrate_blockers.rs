@@ -124,8 +124,8 @@ async fn blockers_stop_the_run_and_change_nothing() {
     .await;
     let budgets = ApiResource {
         group: "policy".into(),
-        version: "v1beta1".into(),
-        api_version: "policy/v1beta1".into(),
+        version: "v1".into(),
+        api_version: "policy/v1".into(),
         kind: "PodDisruptionBudget".into(),
         plural: "poddisruptionbudgets".into(),
     };

@@ -1,6 +1,6 @@
 //! Every kind of mover in one migration: a StatefulSet with RollingUpdate (rollout restart), a
-//! StatefulSet and a DaemonSet with OnDelete (evictions), a DaemonSet with RollingUpdate (which
-//! a 1.20 server cannot surge: named as a disruption), a ReplicaSet without a Deployment, a
+//! StatefulSet and a DaemonSet with OnDelete (evictions), a DaemonSet with RollingUpdate and no
+//! maxSurge (named as a disruption), a ReplicaSet without a Deployment, a
 //! Job's running pod (with --evict-jobs) and a bare pod (with --delete-bare-pods).
 
 mod migration_support;
@@ -132,7 +132,7 @@ async fn statefulsets_daemonsets_ondelete_jobs_and_bare_pods_move() {
         "ReplicaSet default/loose: evict",
         "Job default/batch: evict",
         "Pod default/debug: delete",
-        "cannot surge DaemonSets",
+        "DaemonSet without maxSurge",
     ] {
         assert!(all.contains(expected), "{expected:?} missing in {all}");
     }

@@ -20,9 +20,7 @@ async fn pools_live_in_the_v3_group_when_it_is_served() {
         before.stderr
     );
     assert!(
-        before
-            .stderr
-            .contains("PodDisruptionBudgets via policy/v1beta1"),
+        before.stderr.contains("PodDisruptionBudgets via policy/v1"),
         "{}",
         before.stderr
     );

@@ -823,7 +823,60 @@ impl Migration<'_> {
                 waited: timeout.as_secs(),
             });
         }
+        self.await_teardowns(&blocks, &resource, &old).await;
         Ok(())
+    }
+
+    /// A pod deleted at once (grace period 0, or forced) leaves the API before its kubelet has torn
+    /// its sandbox down, and Calico's CNI releases the address only then: such allocations are
+    /// waited for, bounded by [`TEARDOWN_WAIT`], before the release step judges what is left as
+    /// leaked (it then refuses and names `--release-leaked`).
+    async fn await_teardowns(
+        &self,
+        blocks: &Mirror<DynamicObject>,
+        resource: &ApiResource,
+        old: &IpNet,
+    ) {
+        let workload_allocations = |m: &Mirror<DynamicObject>| -> usize {
+            m.all()
+                .iter()
+                .filter_map(|o| {
+                    from_dynamic::<ippool_rules::model::IpamBlock>(resource, (**o).clone()).ok()
+                })
+                .filter(|b| b.cidr().is_some_and(|c| cidr::contains_net(old, &c)))
+                .map(|b| {
+                    b.spec
+                        .allocations
+                        .iter()
+                        .flatten()
+                        .filter_map(|i| usize::try_from(*i).ok())
+                        .filter_map(|i| b.spec.attributes.get(i))
+                        .filter(|a| {
+                            a.secondary.as_ref().is_none_or(|s| {
+                                !s.get(crate::names::ATTRIBUTE_TYPE)
+                                    .is_some_and(|t| t.ends_with("TunnelAddress"))
+                            })
+                        })
+                        .count()
+                })
+                .sum()
+        };
+        let left = workload_allocations(blocks);
+        if left == 0 {
+            return;
+        }
+        self.emit(Event::Waiting {
+            subject: format!("pool {}", self.state.from),
+            reason: format!(
+                "kubelets releasing {left} address(es) of deleted pods (Calico's CNI DEL)"
+            ),
+        });
+        let deadline = Instant::now() + TEARDOWN_WAIT.min(self.exec.options.timeout);
+        blocks
+            .wait(ALL, deadline, |m| {
+                (workload_allocations(m) == 0).then_some(())
+            })
+            .await;
     }
 
     async fn snapshot(&self) -> Result<Snapshot, MigrateError> {
@@ -892,6 +945,10 @@ impl Migration<'_> {
         }
     }
 }
+
+/// How long the release step waits for kubelets to tear down the sandboxes of pods deleted at
+/// once: a live node's kubelet does so within seconds; one that is down never will.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(60);
 
 /// `--abort`: enables the old pool again (when it was enabled before and still exists) and
 /// releases the lock; pods already moved stay where they are. Returns what was done, in words.

@@ -156,19 +156,19 @@ pub fn bare_pod(namespace: &str, name: &str) -> Value {
                     "terminationGracePeriodSeconds": 0}})
 }
 
-/// A PodDisruptionBudget in the version a 1.20 server serves (`policy/v1beta1`).
+/// A PodDisruptionBudget (`policy/v1`).
 pub async fn create_budget(client: &Client, namespace: &str, name: &str, app: &str, spec: Value) {
     let resource = ApiResource {
         group: "policy".into(),
-        version: "v1beta1".into(),
-        api_version: "policy/v1beta1".into(),
+        version: "v1".into(),
+        api_version: "policy/v1".into(),
         kind: "PodDisruptionBudget".into(),
         plural: "poddisruptionbudgets".into(),
     };
     let mut spec = spec;
     spec["selector"] = json!({"matchLabels": {"app": app}});
     let budget: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": {"name": name, "namespace": namespace}, "spec": spec
     }))
     .unwrap();

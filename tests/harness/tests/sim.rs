@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use harness::{ControlPlane, HarnessError, Sim, SimOptions, wait_for_all};
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Node, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::Deployment, core::v1::Node, core::v1::Pod, policy::v1::PodDisruptionBudget,
+};
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DynamicObject, GroupVersionKind, PostParams},
@@ -103,14 +105,6 @@ fn pool_resource() -> ApiResource {
     )
 }
 
-/// policy/v1 (served since 1.21; v1beta1 went in 1.25).
-fn pdb_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("policy", "v1", "PodDisruptionBudget"),
-        "poddisruptionbudgets",
-    )
-}
-
 #[tokio::test]
 async fn a_pod_disruption_budget_refuses_an_eviction() -> Result<(), HarnessError> {
     let cp = ControlPlane::start()?;
@@ -145,8 +139,8 @@ async fn a_pod_disruption_budget_refuses_an_eviction() -> Result<(), HarnessErro
         .create(&PostParams::default(), &deployment)
         .await
         .map_err(api_error("create Deployment"))?;
-    let pdbs: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &pdb_resource());
-    let pdb: DynamicObject = serde_json::from_value(serde_json::json!({
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": "guarded"},
@@ -175,7 +169,10 @@ async fn a_pod_disruption_budget_refuses_an_eviction() -> Result<(), HarnessErro
     harness::wait_for(
         &pdbs,
         "guarded",
-        |pdb: Option<&DynamicObject>| pdb.is_some_and(|p| p.data["status"]["currentHealthy"] == 2),
+        |pdb: Option<&PodDisruptionBudget>| {
+            pdb.and_then(|p| p.status.as_ref())
+                .is_some_and(|s| s.current_healthy == 2)
+        },
         Duration::from_secs(60),
     )
     .await?;
