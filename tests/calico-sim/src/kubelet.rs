@@ -2,9 +2,9 @@
 //! time: a sandbox is set up through Calico's CNI plugin (which takes the pod's addresses from
 //! Calico's IPAM and writes the pod's `cni.projectcalico.org/*` annotations), the pod is reported
 //! Running with those addresses and Ready after `--start-delay-ms`; a deleted pod's sandbox is torn
-//! down through the plugin after `--stop-delay-ms` and its deletion completed. The node's tunnel
-//! addresses are kept by Calico's allocator. Every step is derived from the API's state and the
-//! node's sandbox records, so a restarted sim continues where it stopped.
+//! down through the plugin after `--stop-delay-ms` and its deletion completed. Every step is
+//! derived from the API's state and the node's sandbox records, so a restarted sim continues where
+//! it stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -29,10 +29,8 @@ const TEARDOWN_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// A failed sandbox set-up is also retried on a timer, doubling from this (kubelet backs off too):
 /// the watches cover most of what can unblock it, but not, say, an address freed in a full pool.
 const SET_UP_BACKOFF: Duration = Duration::from_secs(5);
-/// The longest back-off between set-up attempts, and between tunnel allocator runs.
+/// The longest back-off between set-up attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Back-off before running a failed tunnel allocation again (e.g. a conflict on the Node).
-const TUNNEL_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Work for a node's worker.
 pub enum Work {
@@ -48,8 +46,6 @@ pub enum Work {
     StopDue(String),
     /// The back-off after a failed set-up or teardown has passed.
     Again(String),
-    /// Pools or the node changed: run Calico's tunnel-address allocator.
-    Tunnels,
     /// Something that could unblock pods without addresses changed.
     RetryFailed,
 }
@@ -59,7 +55,6 @@ pub enum Work {
 pub struct WorkerHandle {
     tx: mpsc::UnboundedSender<Work>,
     retry_queued: Arc<AtomicBool>,
-    tunnels_queued: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
@@ -72,13 +67,6 @@ impl WorkerHandle {
     pub fn retry_failed(&self) {
         if !self.retry_queued.swap(true, Ordering::AcqRel) {
             self.send(Work::RetryFailed);
-        }
-    }
-
-    /// Queues one run of the tunnel allocator, however often it is asked for before it runs.
-    pub fn tunnels(&self) {
-        if !self.tunnels_queued.swap(true, Ordering::AcqRel) {
-            self.send(Work::Tunnels);
         }
     }
 }
@@ -97,7 +85,6 @@ struct Worker {
     kubelet: Arc<Kubelet>,
     tx: mpsc::UnboundedSender<Work>,
     retry_queued: Arc<AtomicBool>,
-    tunnels_queued: Arc<AtomicBool>,
     records: Records,
     /// The node's sandboxes by container ID, as on disk.
     sandboxes: HashMap<String, Record>,
@@ -110,7 +97,6 @@ struct Worker {
     timers: HashSet<String>,
     stopping: HashSet<String>,
     reported: HashSet<(String, String)>,
-    tunnel_backoff: Duration,
 }
 
 /// Starts the worker of `node` with the sandboxes a previous run left on disk; it waits for the
@@ -125,14 +111,12 @@ pub fn spawn_worker(
     let handle = WorkerHandle {
         tx: tx.clone(),
         retry_queued: Arc::new(AtomicBool::new(false)),
-        tunnels_queued: Arc::new(AtomicBool::new(false)),
     };
     let worker = Worker {
         node,
         kubelet,
         tx,
         retry_queued: handle.retry_queued.clone(),
-        tunnels_queued: handle.tunnels_queued.clone(),
         records,
         sandboxes,
         clean: HashSet::new(),
@@ -141,7 +125,6 @@ pub fn spawn_worker(
         timers: HashSet::new(),
         stopping: HashSet::new(),
         reported: HashSet::new(),
-        tunnel_backoff: TUNNEL_BACKOFF,
     };
     tokio::spawn(worker.run(rx));
     Ok(handle)
@@ -182,7 +165,6 @@ fn timer_key(work: &Work) -> String {
         Work::ReadyDue(uid) => format!("ready/{uid}"),
         Work::StopDue(uid) => format!("stop/{uid}"),
         Work::Again(uid) => format!("again/{uid}"),
-        Work::Tunnels => "tunnels".to_owned(),
         Work::CollectSandboxes => "collect".to_owned(),
         Work::Pod(_) | Work::PodGone(_) | Work::RetryFailed => String::new(),
     }
@@ -191,7 +173,6 @@ fn timer_key(work: &Work) -> String {
 impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
         self.kubelet.cluster.wait_synced().await;
-        self.tunnels().await;
         while let Some(work) = rx.recv().await {
             self.timers.remove(&timer_key(&work));
             match work {
@@ -205,10 +186,6 @@ impl Worker {
                 Work::CollectSandboxes => self.collect_sandboxes().await,
                 Work::ReadyDue(uid) | Work::Again(uid) => self.reconcile(&uid).await,
                 Work::StopDue(uid) => self.stop(&uid).await,
-                Work::Tunnels => {
-                    self.tunnels_queued.store(false, Ordering::Release);
-                    self.tunnels().await;
-                }
                 Work::RetryFailed => {
                     self.retry_queued.store(false, Ordering::Release);
                     let failed: Vec<String> = self.failed.keys().cloned().collect();
@@ -257,25 +234,6 @@ impl Worker {
             tokio::time::sleep(delay).await;
             let _ = tx.send(work);
         });
-    }
-
-    async fn tunnels(&mut self) {
-        match self
-            .kubelet
-            .calico
-            .allocate_tunnel_addresses(&self.node)
-            .await
-        {
-            Ok(()) => {
-                debug!(node = %self.node, "tunnel addresses reconciled");
-                self.tunnel_backoff = TUNNEL_BACKOFF;
-            }
-            Err(e) => {
-                warn!(node = %self.node, error = %e, retry_in = ?self.tunnel_backoff, "tunnel addresses not reconciled");
-                self.after(self.tunnel_backoff, Work::Tunnels);
-                self.tunnel_backoff = (self.tunnel_backoff * 2).min(MAX_BACKOFF);
-            }
-        }
     }
 
     async fn reconcile(&mut self, uid: &str) {

@@ -10,6 +10,7 @@ mod nodes;
 mod options;
 mod pod_status;
 mod sandboxes;
+mod tunnels;
 mod watches;
 
 use std::collections::HashMap;
@@ -102,11 +103,13 @@ async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         stop_delay: options.stop_delay(),
     });
     let mut workers = HashMap::new();
+    let mut tunnels = HashMap::new();
     for name in &names {
         let worker = kubelet::spawn_worker(name.clone(), kubelet.clone(), &state)?;
         workers.insert(name.clone(), worker);
+        tunnels.insert(name.clone(), tunnels::spawn(name.clone(), kubelet.clone()));
     }
-    let dispatch = Arc::new(Dispatch { workers });
+    let dispatch = Arc::new(Dispatch { workers, tunnels });
 
     tokio::spawn(watches::pools(
         client.clone(),

@@ -17,6 +17,7 @@ use tracing::warn;
 use crate::cluster::{Cluster, PoolChange, PoolInfo, Source};
 use crate::kubelet::{Work, WorkerHandle};
 use crate::nodes;
+use crate::tunnels::TunnelHandle;
 
 /// A change seen by a watch.
 enum Change<T> {
@@ -56,19 +57,20 @@ fn calico_resource(kind: &str, plural: &str) -> ApiResource {
     )
 }
 
-/// Who to tell about changes.
+/// Who to tell about changes: each node's kubelet worker and tunnel allocator.
 pub struct Dispatch {
     pub workers: HashMap<String, WorkerHandle>,
+    pub tunnels: HashMap<String, TunnelHandle>,
 }
 
 impl Dispatch {
     fn pools_changed(&self, change: PoolChange) {
-        for worker in self.workers.values() {
-            if change.tunnels {
-                worker.tunnels();
+        if change.tunnels {
+            for tunnels in self.tunnels.values() {
+                tunnels.reconcile();
             }
-            worker.retry_failed();
         }
+        self.retry_everywhere();
     }
 
     fn retry_everywhere(&self) {
@@ -78,8 +80,10 @@ impl Dispatch {
     }
 
     fn node_changed(&self, name: &str) {
+        if let Some(tunnels) = self.tunnels.get(name) {
+            tunnels.reconcile();
+        }
         if let Some(worker) = self.workers.get(name) {
-            worker.tunnels();
             worker.retry_failed();
         }
     }
