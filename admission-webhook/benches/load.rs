@@ -56,7 +56,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 }
 
 fn main() {
-    let smoke = harness::bench::smoke_size();
+    let smoke = bench_record::smoke();
     let record = Record::start(
         "webhook-load",
         "cargo bench -p admission-webhook --bench load",

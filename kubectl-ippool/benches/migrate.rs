@@ -68,7 +68,7 @@ fn sizes() -> Sizes {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let smoke = harness::bench::smoke_size();
+    let smoke = bench_record::smoke();
     Sizes {
         deployments: read("IPPOOL_BENCH_DEPLOYMENTS", if smoke { 5 } else { 200 }),
         replicas: read("IPPOOL_BENCH_REPLICAS", if smoke { 4 } else { 10 }),
@@ -483,7 +483,7 @@ async fn documented(sizes: &Sizes) -> anyhow::Result<Figures> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let smoke = harness::bench::smoke_size();
+    let smoke = bench_record::smoke();
     let record = Record::start(
         "migrate",
         "cargo bench -p kubectl-ippool --bench migrate",

@@ -45,7 +45,7 @@ fn sizes() -> Sizes {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    if harness::bench::smoke_size() {
+    if bench_record::smoke() {
         return Sizes {
             pods: 200,
             blocks: 40,
@@ -273,7 +273,7 @@ fn row(name: &str, program: &str, args: &[&str]) -> anyhow::Result<Value> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let smoke = harness::bench::smoke_size();
+    let smoke = bench_record::smoke();
     let record = Record::start(
         "scale",
         "cargo bench -p kubectl-ippool --bench scale",

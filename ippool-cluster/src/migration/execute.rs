@@ -14,7 +14,7 @@ use futures::TryStreamExt as _;
 use ipnet::IpNet;
 use ippool_rules::cidr;
 use ippool_rules::context::ClusterCidrs;
-use ippool_rules::model::IpPool;
+use ippool_rules::model::{IpPool, IpamBlock};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
@@ -31,6 +31,7 @@ use super::moves::{MoveError, Mover, WorkloadMirrors, name_key, pod_in, pod_keys
 use super::record::{self, Found, Held, Job, MigrateRecord, Record, RecordError};
 use super::step::Step;
 use crate::api::{CalicoKind, ServedApis};
+use crate::index::{AllocationUse, allocations_of};
 use crate::plan::{self, Intent, MoveMethod, Plan, PlanError, TargetAction, WorkloadMove};
 use crate::pool_delete::{DeleteError, DeleteRefusal, assess, delete_pool};
 use crate::pool_write::{Decision, PoolWriteError, update_pool};
@@ -772,35 +773,11 @@ impl Migration<'_> {
             "ipamblocks",
         );
         self.synced(&blocks).await?;
-        let tunnel_nodes = |m: &Mirror<DynamicObject>| -> BTreeSet<String> {
-            m.all()
-                .iter()
-                .filter_map(|o| {
-                    from_dynamic::<ippool_rules::model::IpamBlock>(&resource, (**o).clone()).ok()
-                })
-                .filter(|b| b.cidr().is_some_and(|c| cidr::contains_net(&old, &c)))
-                .flat_map(|b| {
-                    b.spec
-                        .allocations
-                        .iter()
-                        .flatten()
-                        .filter_map(|i| usize::try_from(*i).ok())
-                        .filter_map(|i| b.spec.attributes.get(i))
-                        .filter_map(|a| a.secondary.as_ref())
-                        .filter(|s| {
-                            s.get(crate::names::ATTRIBUTE_TYPE)
-                                .is_some_and(|t| t.ends_with("TunnelAddress"))
-                        })
-                        .filter_map(|s| s.get(crate::names::ATTRIBUTE_NODE).cloned())
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
         let deadline = Instant::now() + timeout;
         let mut said = 0;
         let moved = blocks
             .wait(ALL, deadline, |m| {
-                let nodes = tunnel_nodes(m);
+                let nodes = Remaining::in_pool(m, &resource, &old).tunnel_nodes;
                 if !nodes.is_empty() && nodes.len() != said {
                     said = nodes.len();
                     self.emit(Event::Waiting {
@@ -816,7 +793,8 @@ impl Migration<'_> {
             })
             .await;
         if moved.is_none() {
-            let nodes: Vec<String> = tunnel_nodes(&blocks).into_iter().collect();
+            let remaining = Remaining::in_pool(&blocks, &resource, &old);
+            let nodes: Vec<String> = remaining.tunnel_nodes.into_iter().collect();
             return Err(MigrateError::TunnelsRemain {
                 old,
                 nodes: nodes.join(", "),
@@ -837,31 +815,7 @@ impl Migration<'_> {
         resource: &ApiResource,
         old: &IpNet,
     ) {
-        let workload_allocations = |m: &Mirror<DynamicObject>| -> usize {
-            m.all()
-                .iter()
-                .filter_map(|o| {
-                    from_dynamic::<ippool_rules::model::IpamBlock>(resource, (**o).clone()).ok()
-                })
-                .filter(|b| b.cidr().is_some_and(|c| cidr::contains_net(old, &c)))
-                .map(|b| {
-                    b.spec
-                        .allocations
-                        .iter()
-                        .flatten()
-                        .filter_map(|i| usize::try_from(*i).ok())
-                        .filter_map(|i| b.spec.attributes.get(i))
-                        .filter(|a| {
-                            a.secondary.as_ref().is_none_or(|s| {
-                                !s.get(crate::names::ATTRIBUTE_TYPE)
-                                    .is_some_and(|t| t.ends_with("TunnelAddress"))
-                            })
-                        })
-                        .count()
-                })
-                .sum()
-        };
-        let left = workload_allocations(blocks);
+        let left = Remaining::in_pool(blocks, resource, old).others;
         if left == 0 {
             return;
         }
@@ -874,7 +828,7 @@ impl Migration<'_> {
         let deadline = Instant::now() + TEARDOWN_WAIT.min(self.exec.options.timeout);
         blocks
             .wait(ALL, deadline, |m| {
-                (workload_allocations(m) == 0).then_some(())
+                (Remaining::in_pool(m, resource, old).others == 0).then_some(())
             })
             .await;
     }
@@ -943,6 +897,38 @@ impl Migration<'_> {
             Err(DeleteError::Refused(refusals)) => Err(MigrateError::Refused(refusals)),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// What OLD's blocks still hold while the workloads leave it.
+struct Remaining {
+    /// Nodes whose tunnel address is still in OLD (calico-node re-homes it once OLD is disabled).
+    tunnel_nodes: BTreeSet<String>,
+    /// Every other allocation: pods, and addresses of other IPAM clients.
+    others: usize,
+}
+
+impl Remaining {
+    fn in_pool(blocks: &Mirror<DynamicObject>, resource: &ApiResource, old: &IpNet) -> Remaining {
+        let mut remaining = Remaining {
+            tunnel_nodes: BTreeSet::new(),
+            others: 0,
+        };
+        let blocks: Vec<IpamBlock> = blocks
+            .all()
+            .iter()
+            .filter_map(|o| from_dynamic::<IpamBlock>(resource, (**o).clone()).ok())
+            .filter(|b| b.cidr().is_some_and(|c| cidr::contains_net(old, &c)))
+            .collect();
+        for allocation in blocks.iter().flat_map(allocations_of) {
+            match allocation.use_() {
+                AllocationUse::Tunnel { node, .. } => {
+                    remaining.tunnel_nodes.insert(node.to_owned());
+                }
+                AllocationUse::Workload { .. } | AllocationUse::Unknown => remaining.others += 1,
+            }
+        }
+        remaining
     }
 }
 

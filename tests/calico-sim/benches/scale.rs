@@ -25,7 +25,7 @@ fn size(var: &str, smoke: usize, full: usize) -> usize {
         Ok(v) => v
             .parse()
             .unwrap_or_else(|_| panic!("{var}={v} is not a number of pods/nodes")),
-        Err(_) if harness::bench::smoke_size() => smoke,
+        Err(_) if bench_record::smoke() => smoke,
         Err(_) => full,
     }
 }
@@ -89,7 +89,7 @@ async fn main() {
     let record = Record::start(
         "sim-scale",
         "cargo bench -p calico-sim --bench scale",
-        harness::bench::smoke_size(),
+        bench_record::smoke(),
     );
     let pods = size("SIM_BENCH_PODS", 100, 2000);
     let nodes = size("SIM_BENCH_NODES", 10, 100);

@@ -12,7 +12,6 @@
 //! Without the upstream binaries, [`ControlPlane::start`] fails and says how to build them: a
 //! cluster test never passes without running. See `tests/cluster/README.md`.
 
-pub mod bench;
 mod calicoctl;
 mod control_plane;
 pub mod crds;

@@ -95,29 +95,50 @@ pub(crate) fn stop_recorded(dir: &Path, name: &str) -> Result<(), HarnessError> 
     let Some(record) = records.iter().find(|r| r.name == name && r.is_running()) else {
         return Ok(());
     };
+    let io_error = |source: rustix::io::Errno| HarnessError::Io {
+        path: dir.join("pids"),
+        source: source.into(),
+    };
     let pid =
         rustix::process::Pid::from_raw(record.pid as i32).ok_or_else(|| HarnessError::Io {
             path: dir.join("pids"),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, "PID 0 recorded"),
         })?;
+    // A pidfd names this very process from here on, so neither a signal nor the wait can reach a later
+    // process reusing the PID; the record is checked again once it is open.
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => return Err(io_error(e)),
+    };
+    if !record.is_running() {
+        return Ok(());
+    }
     // ESRCH: it exited on its own meanwhile, which is what was wanted.
-    let signal = |sig| match rustix::process::kill_process(pid, sig) {
+    let signal = |sig| match rustix::process::pidfd_send_signal(&pidfd, sig) {
         Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-        Err(e) => Err(HarnessError::Io {
-            path: dir.join("pids"),
-            source: e.into(),
-        }),
+        Err(e) => Err(io_error(e)),
+    };
+    // A pidfd turns readable when its process exits (a zombie counts, as in `is_running`).
+    let exited = |timeout: Option<&rustix::time::Timespec>| loop {
+        let mut fds = [rustix::event::PollFd::new(
+            &pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, timeout) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io_error(e)),
+        }
     };
     signal(rustix::process::Signal::TERM)?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut killed = false;
-    while record.is_running() {
-        if !killed && std::time::Instant::now() > deadline {
-            signal(rustix::process::Signal::KILL)?;
-            killed = true;
-        }
-        // A process's exit cannot be awaited from outside its parent; its /proc entry is polled.
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let grace = rustix::time::Timespec {
+        tv_sec: 10,
+        tv_nsec: 0,
+    };
+    if !exited(Some(&grace))? {
+        signal(rustix::process::Signal::KILL)?;
+        exited(None)?;
     }
     Ok(())
 }
