@@ -8,7 +8,6 @@
 mod inputs;
 mod moves;
 mod pools;
-mod render;
 #[cfg(test)]
 mod tests;
 
@@ -271,11 +270,6 @@ impl Plan {
             .filter(|m| m.method != MoveMethod::Skip)
             .map(|m| m.pods.len())
             .sum()
-    }
-
-    /// The text shown before anything is written.
-    pub fn render_text(&self) -> String {
-        render::text(self)
     }
 }
 

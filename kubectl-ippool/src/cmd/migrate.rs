@@ -8,13 +8,12 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::progress::{Bars, JsonLines, TextLines};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use ippool_cluster::api::ServedApis;
-use ippool_cluster::migration::events::{
-    Bars, Event, JsonLines, Outcome as RunOutcome, Progress, RunStats, TextLines,
-};
+use ippool_cluster::migration::events::{Event, Outcome as RunOutcome, Progress, RunStats};
 use ippool_cluster::migration::execute::{self, Executor, Options};
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
 use ippool_cluster::migration::requests::RequestCounter;
@@ -279,7 +278,7 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             }
         };
         match &prepared.plan {
-            Some(plan) => run.say(&plan.render_text()),
+            Some(plan) => run.say(&crate::plan_text::migration(plan)),
             None => run.say(&format!(
                 "Migration {} was interrupted after moving workloads; continuing with: {}\n",
                 prepared.id,

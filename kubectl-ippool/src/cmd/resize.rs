@@ -71,7 +71,7 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                 return Err(e.into());
             }
         };
-        run.say(&prepared.render_text());
+        run.say(&crate::plan_text::resize(&prepared));
         if prepared.blocker_count() > 0 {
             run.finish(RunOutcome::Blocked);
             return Ok(Outcome::Findings);

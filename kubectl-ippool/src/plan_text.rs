@@ -1,8 +1,9 @@
-//! The plan as text, printed before anything is written.
+//! Plans as text, printed before anything is written: a migration's, and a resize's.
 
 use std::fmt::Write as _;
 
-use super::{KeepReason, MoveMethod, Plan, PoolSide, TargetAction};
+use ippool_cluster::migration::resize::ResizePrepared;
+use ippool_cluster::plan::{KeepReason, MoveMethod, Plan, PoolSide, TargetAction};
 
 fn pool(side: &PoolSide) -> String {
     let block = side
@@ -11,7 +12,8 @@ fn pool(side: &PoolSide) -> String {
     format!("{} ({}{block})", side.name, side.cidr)
 }
 
-pub(super) fn text(plan: &Plan) -> String {
+/// A migration's plan.
+pub fn migration(plan: &Plan) -> String {
     let mut out = String::new();
     let target = match plan.target_action {
         TargetAction::Create => "to be created with the old pool's other settings",
@@ -169,4 +171,132 @@ pub(super) fn text(plan: &Plan) -> String {
         }
     }
     out
+}
+
+/// A resize's plan: its four steps, what blocks it, and its first migration's plan.
+pub fn resize(prepared: &ResizePrepared) -> String {
+    let r = &prepared.record;
+    let mut out = String::new();
+    let old_size = r
+        .original
+        .spec
+        .defaulted()
+        .block_size
+        .map_or_else(|| "?".to_owned(), |b| b.to_string());
+    let cidr = r.original.spec.cidr.clone().unwrap_or_default();
+    let _ = writeln!(out, "Resize plan");
+    let _ = writeln!(
+        out,
+        "  pool  {} ({cidr}), blockSize {old_size} → {}",
+        r.name, r.block_size
+    );
+    let _ = writeln!(
+        out,
+        "  via   temporary pool {} ({}, {})",
+        r.temp, r.temp_cidr, prepared.temp_origin
+    );
+    let _ = writeln!(out, "\nSteps");
+    let _ = writeln!(
+        out,
+        "  1. to-temp: migrate {} → {} (create it with {}'s settings, disable {}, move its pods, \
+         verify, release its blocks, delete it)",
+        r.name, r.temp, r.name, r.name
+    );
+    let _ = writeln!(
+        out,
+        "  2. clean-old-cidr: remove every block and affinity left in {cidr} and check that \
+         none remain"
+    );
+    let _ = writeln!(
+        out,
+        "  3. recreate: create {} again with its old spec, labels and annotations and blockSize {}",
+        r.name, r.block_size
+    );
+    let _ = writeln!(
+        out,
+        "  4. back: migrate {} → {} (the temporary pool is deleted at the end)",
+        r.temp, r.name
+    );
+    if !prepared.blockers.is_empty() {
+        let _ = writeln!(out, "\nBlocked: the re-created pool would be refused");
+        for b in &prepared.blockers {
+            let _ = writeln!(out, "  {}: {}", b.subject, b.problem);
+            let _ = writeln!(out, "      fix: {}", b.fix);
+        }
+    }
+    if let Some(plan) = &prepared.plan {
+        let _ = writeln!(out, "\nFirst migration ({} → {}):", r.name, r.temp);
+        out.push_str(&migration(plan));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use ippool_cluster::plan::{KeepReason, WorkloadMove, WorkloadRef};
+    use ippool_cluster::snapshot::OwnerKind;
+
+    use super::*;
+
+    fn side(name: &str, cidr: &str) -> PoolSide {
+        PoolSide {
+            name: name.to_owned(),
+            cidr: cidr.parse().unwrap(),
+            block_size: Some(26),
+            enabled: true,
+        }
+    }
+
+    fn coredns_plan() -> Plan {
+        Plan {
+            from: side("default-ipv4-ippool", "192.168.0.0/16"),
+            to: side("new-pool", "10.0.0.0/16"),
+            target_action: TargetAction::Create,
+            new_pool: None,
+            findings: Vec::new(),
+            moves: vec![WorkloadMove {
+                workload: WorkloadRef {
+                    namespace: "kube-system".to_owned(),
+                    kind: OwnerKind::Deployment,
+                    name: "coredns".to_owned(),
+                },
+                method: MoveMethod::RolloutRestart,
+                pods: Vec::new(),
+                desired: Some(2),
+                budgets: Vec::new(),
+                lane: 0,
+            }],
+            disruptions: Vec::new(),
+            blockers: Vec::new(),
+            warnings: Vec::new(),
+            keep_old_pool: None,
+            tunnel_nodes: vec!["sim-0".to_owned()],
+            terminating_pods: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_whole_migration_names_moves_tunnels_and_the_final_delete() {
+        let text = migration(&coredns_plan());
+        for wanted in [
+            "from  default-ipv4-ippool (192.168.0.0/16, blockSize 26)",
+            "to    new-pool (10.0.0.0/16, blockSize 26) — to be created",
+            "Deployment kube-system/coredns",
+            "rollout restart",
+            "tunnel addresses of node(s) sim-0 are in default-ipv4-ippool",
+            "No blockers.",
+            "delete the pool",
+        ] {
+            assert!(text.contains(wanted), "{wanted:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_partial_migration_keeps_the_old_pool_and_says_why() {
+        let mut plan = coredns_plan();
+        plan.keep_old_pool = Some(KeepReason::PartialScope);
+        let text = migration(&plan);
+        assert!(text.contains("-n/--selector"), "{text}");
+        assert!(!text.contains("delete the pool"), "{text}");
+    }
 }
