@@ -93,7 +93,14 @@ fn nested_build(name: &str, profile_dir: &Path) -> Result<PathBuf, HarnessError>
     let mut command = Command::new(&cargo);
     command
         .current_dir(crate::repo_root())
-        .args(["build", "--workspace", "--bin", name, "--target-dir"])
+        // As a test build of the plugin would: with its fault points (`IPPOOL_FAULT_AT`).
+        .args([
+            "build",
+            "--workspace",
+            "--features",
+            "ippool-cluster/fault-injection",
+        ])
+        .args(["--bin", name, "--target-dir"])
         .arg(&target_dir)
         .stdin(Stdio::null());
     if release {
