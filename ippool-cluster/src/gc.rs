@@ -12,7 +12,7 @@ use ippool_rules::model::{BlockAffinity, IpamBlock};
 use serde::Serialize;
 
 use crate::index::PoolIndex;
-use crate::release::{AffinityRef, BlockRef};
+use crate::ipam_ref::{AffinityRef, BlockRef};
 use crate::snapshot::Snapshot;
 
 /// Why something is a candidate.

@@ -7,6 +7,7 @@ pub mod check;
 pub mod discovery;
 pub mod gc;
 pub mod index;
+pub mod ipam_ref;
 pub mod migration;
 pub mod names;
 pub mod plan;

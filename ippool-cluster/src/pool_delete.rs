@@ -13,10 +13,10 @@ use serde::Serialize;
 use crate::api::CalicoKind;
 use crate::check::{LeakedAllocation, leaked_allocations};
 use crate::index::PoolIndex;
+use crate::ipam_ref::{AffinityRef, BlockRef};
 use crate::names;
 use crate::release::{
-    AffinityRef, BlockRef, ReleaseError, ReleaseStep, Released, delete_empty_block, release_block,
-    release_leaked,
+    ReleaseError, ReleaseStep, Released, delete_empty_block, release_block, release_leaked,
 };
 use crate::request_error::RequestError;
 use crate::rest::CalicoClient;

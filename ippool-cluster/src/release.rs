@@ -16,32 +16,13 @@ use crate::allocation::{self, BlockError};
 use crate::api::CalicoKind;
 use crate::check::LeakedAllocation;
 use crate::gc::{GcCandidate, GcPlan};
+use crate::ipam_ref::{AffinityRef, BlockRef};
 use crate::names;
 use crate::request_error::RequestError;
 use crate::rest::CalicoClient;
 
 /// Attempts per object before a stream of conflicts is reported as an error.
 const ATTEMPTS: usize = 8;
-
-/// A block as read: name, CIDR, and the resourceVersion the decision was made on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BlockRef {
-    pub name: String,
-    pub cidr: String,
-    pub resource_version: Option<String>,
-}
-
-/// An affinity as read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AffinityRef {
-    pub name: String,
-    pub node: String,
-    pub cidr: String,
-    pub state: String,
-    pub resource_version: Option<String>,
-}
 
 /// A write made, reported as it happens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,7 +177,7 @@ pub fn render(report: &BlockReport<'_>, output: &OutputArgs) -> anyhow::Result<S
 mod tests {
     use super::*;
     use ippool_cluster::gc::GcReason;
-    use ippool_cluster::release::AffinityRef;
+    use ippool_cluster::ipam_ref::AffinityRef;
 
     #[test]
     fn rows_show_pools_blocks_and_stale_affinities_with_their_problem() {

@@ -154,7 +154,7 @@ pub fn run(args: &GcArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
 mod tests {
     use super::*;
     use ippool_cluster::gc::{GcReason, Kept};
-    use ippool_cluster::release::{AffinityRef, BlockRef};
+    use ippool_cluster::ipam_ref::{AffinityRef, BlockRef};
 
     #[test]
     fn plan_lists_removals_and_what_is_kept() {
