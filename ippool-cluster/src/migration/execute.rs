@@ -28,7 +28,7 @@ use super::fault;
 use super::inventory::{self, InventoryError};
 use super::mirror::{ALL, Mirror};
 use super::moves::{MoveError, Mover, WorkloadMirrors, name_key, pod_in, pod_keys, pods_left};
-use super::record::{self, Found, Held, Job, MigrateRecord, Record, RecordError};
+use super::record::{self, Held, Job, MigrateRecord, Record, RecordError};
 use super::step::Step;
 use crate::api::{CalicoKind, ServedApis};
 use crate::index::{AllocationUse, allocations_of};
@@ -935,49 +935,3 @@ impl Remaining {
 /// How long the release step waits for kubelets to tear down the sandboxes of pods deleted at
 /// once: a live node's kubelet does so within seconds; one that is down never will.
 const TEARDOWN_WAIT: Duration = Duration::from_secs(60);
-
-/// `--abort`: enables the old pool again (when it was enabled before and still exists) and
-/// releases the lock; pods already moved stay where they are. Returns what was done, in words.
-pub async fn abort(exec: &Executor) -> Result<Vec<String>, MigrateError> {
-    let namespace = &exec.options.state_namespace;
-    let found: Found = record::read(&exec.client, namespace)
-        .await?
-        .ok_or_else(|| MigrateError::NothingToAbort {
-            namespace: namespace.clone(),
-        })?;
-    let calico = CalicoClient::new(exec.client.clone(), exec.apis);
-    let mut done = Vec::new();
-    let migration = match &found.record.job {
-        Job::Migrate(m) => Some(m.clone()),
-        Job::Resize(r) => {
-            done.extend(super::resize::abort_resize(exec, r).await?);
-            r.migration.clone()
-        }
-    };
-    if let Some(m) = migration
-        && m.old_was_enabled
-    {
-        let enabled =
-            update_pool::<Infallible>(&calico, &m.from, false, &mut async |p: &IpPool| {
-                Ok(if p.spec.disabled == Some(true) {
-                    Decision::Patch(json!({"spec": {"disabled": false}}))
-                } else {
-                    Decision::Unchanged
-                })
-            })
-            .await;
-        match enabled {
-            Ok(_) => done.push(format!("pool {} enabled again", m.from)),
-            Err(PoolWriteError::NotFound { .. }) => {
-                done.push(format!("pool {} was already deleted", m.from))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    record::remove(&exec.client, namespace, &found).await?;
-    done.push(format!(
-        "lock released (migration {} aborted; moved pods stay where they are)",
-        found.record.id
-    ));
-    Ok(done)
-}

@@ -2,6 +2,7 @@
 //! of workloads, the lock and record kept in the cluster, progress events, and the blockSize
 //! resize built on two migrations. The only code that changes workloads.
 
+pub mod abort;
 pub mod events;
 pub mod execute;
 pub mod fault;

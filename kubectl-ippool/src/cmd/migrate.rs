@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
 use ippool_cluster::api::ServedApis;
+use ippool_cluster::migration::abort;
 use ippool_cluster::migration::events::{Event, Outcome as RunOutcome, Progress, RunStats};
 use ippool_cluster::migration::execute::{self, Executor, Options};
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
@@ -212,7 +213,7 @@ impl Run {
 
     /// Runs `--abort`.
     pub async fn abort(&self) -> anyhow::Result<Outcome> {
-        match execute::abort(&self.exec).await {
+        match abort::abort(&self.exec).await {
             Ok(done) => {
                 self.say(&done.iter().map(|d| format!("{d}\n")).collect::<String>());
                 self.finish(RunOutcome::Aborted);
