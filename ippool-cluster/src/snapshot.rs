@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use ippool_rules::context::NodeInfo;
+use ipnet::IpNet;
+use ippool_rules::context::{ClusterCidrs, ClusterContext, NodeInfo};
 use ippool_rules::model::{
     BlockAffinity, BlockAffinitySpec, IpPool, IpamBlock, IpamBlockSpec, IpamHandle, IpamHandleSpec,
     ObjectMeta,
@@ -42,7 +43,18 @@ impl Parts {
         namespaces: true,
     };
 
-    /// Pools and blocks only: enough for rules context and block-level views.
+    /// What the rules can use from the cluster ([`Snapshot::rules_context`]).
+    pub const RULES: Parts = Parts {
+        pools: true,
+        blocks: true,
+        affinities: false,
+        handles: false,
+        pods: true,
+        nodes: true,
+        namespaces: false,
+    };
+
+    /// Pools and blocks only: enough for block-level views.
     pub const POOLS_AND_BLOCKS: Parts = Parts {
         pools: true,
         blocks: true,
@@ -217,6 +229,28 @@ const TUNNEL_ANNOTATIONS: &[&str] = &[
 ];
 
 impl Snapshot {
+    /// The rules' view of the cluster: what was read (`parts`) is given, what was not stays `None`
+    /// so that rules needing it say it was not checked.
+    pub fn rules_context(
+        &self,
+        parts: Parts,
+        cluster_cidrs: Option<ClusterCidrs>,
+        service_cidrs: Option<Vec<IpNet>>,
+    ) -> ClusterContext {
+        ClusterContext {
+            pools: parts.pools.then(|| self.pools.clone()),
+            blocks: parts.blocks.then(|| self.blocks.clone()),
+            cluster_cidrs,
+            service_cidrs,
+            nodes: parts
+                .nodes
+                .then(|| self.nodes.iter().map(|n| n.to_node_info()).collect()),
+            workloads_present: parts
+                .pods
+                .then(|| self.pods.iter().any(|p| p.holds_addresses())),
+        }
+    }
+
     /// Reads `parts` concurrently: Calico's objects from the API server's watch cache, core
     /// objects from storage page by page (see [`crate::rest::ReadFrom`]).
     pub async fn load(

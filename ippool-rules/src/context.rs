@@ -49,6 +49,17 @@ pub struct ClusterContext {
     pub workloads_present: Option<bool>,
 }
 
+impl ClusterContext {
+    /// The cluster as the rules must see it when `name` is the pool under validation: its own
+    /// stored form is not another pool to overlap with.
+    pub fn without_pool(mut self, name: &str) -> ClusterContext {
+        if let Some(pools) = self.pools.as_mut() {
+            pools.retain(|p| p.name() != name);
+        }
+        self
+    }
+}
+
 /// What is being done with the pool under validation.
 // The old pool is held inline as the shared API contract names it; an operation is built once
 // per request, so the variant size does not matter.

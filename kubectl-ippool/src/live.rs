@@ -85,21 +85,10 @@ pub fn validate_context(
     crate::kube_opts::block_on(async {
         let live = Live::connect(kube).await?;
         let (snapshot, found) =
-            tokio::join!(live.snapshot(LIVE_PARTS), live.discover_cidrs(&flags));
-        Ok(rules_context(&snapshot?, LIVE_PARTS, &found))
+            tokio::join!(live.snapshot(Parts::RULES), live.discover_cidrs(&flags));
+        Ok(rules_context(&snapshot?, Parts::RULES, &found))
     })
 }
-
-/// What the rules can use from the cluster.
-pub const LIVE_PARTS: Parts = Parts {
-    pools: true,
-    blocks: true,
-    affinities: false,
-    handles: false,
-    pods: true,
-    nodes: true,
-    namespaces: false,
-};
 
 /// `--cluster-cidr` / `--service-cidr` for commands that validate against the cluster.
 #[derive(Debug, Clone, Default, Args)]
@@ -126,21 +115,9 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
     cidr::parse_strict(text).map_err(|e| e.to_string())
 }
 
-/// The rules' view of the cluster from a snapshot: what was read is given, what was not stays
-/// `None` so that rules needing it say it was not checked.
+/// The rules' view of the cluster from a snapshot and the CIDRs discovered beside it.
 pub fn rules_context(snapshot: &Snapshot, parts: Parts, found: &Discovery) -> ClusterContext {
-    ClusterContext {
-        pools: parts.pools.then(|| snapshot.pools.clone()),
-        blocks: parts.blocks.then(|| snapshot.blocks.clone()),
-        cluster_cidrs: found.cluster_cidrs(),
-        service_cidrs: found.service_cidrs(),
-        nodes: parts
-            .nodes
-            .then(|| snapshot.nodes.iter().map(|n| n.to_node_info()).collect()),
-        workloads_present: parts
-            .pods
-            .then(|| snapshot.pods.iter().any(|p| p.holds_addresses())),
-    }
+    snapshot.rules_context(parts, found.cluster_cidrs(), found.service_cidrs())
 }
 
 /// `--dry-run`: `client` validates and prints without calling the server; `server` has the API

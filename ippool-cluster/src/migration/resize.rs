@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use ippool_rules::cidr::{self, Family};
-use ippool_rules::context::{ClusterCidrs, ClusterContext, Operation};
+use ippool_rules::context::{ClusterCidrs, Operation};
 use ippool_rules::model::{IpPool, ObjectMeta};
 use ippool_rules::report::Severity;
 use ippool_rules::rules::check_pool;
@@ -248,30 +248,14 @@ fn recreate_blockers(
     cidrs: Option<ClusterCidrs>,
 ) -> Vec<Blocker> {
     let own = pool.spec.cidr_net().map(|c| cidr::canonical(&c));
-    let ctx = ClusterContext {
-        pools: Some(
-            snapshot
-                .pools
-                .iter()
-                .filter(|p| p.name() != pool.name())
-                .cloned()
-                .collect(),
-        ),
-        blocks: Some(
-            snapshot
-                .blocks
-                .iter()
-                .filter(
-                    |b| !matches!((b.cidr(), own), (Some(b), Some(o)) if cidr::overlaps(&b, &o)),
-                )
-                .cloned()
-                .collect(),
-        ),
-        cluster_cidrs: cidrs,
-        service_cidrs: None,
-        nodes: Some(snapshot.nodes.iter().map(|n| n.to_node_info()).collect()),
-        workloads_present: Some(true),
-    };
+    let mut ctx = snapshot
+        .rules_context(Parts::RULES, cidrs, None)
+        .without_pool(pool.name());
+    if let (Some(blocks), Some(own)) = (ctx.blocks.as_mut(), own) {
+        blocks.retain(|b| !b.cidr().is_some_and(|c| cidr::overlaps(&c, &own)));
+    }
+    // NAME's pods are in the temporary pool by then.
+    ctx.workloads_present = Some(true);
     check_pool(pool, &ctx, &Operation::Create)
         .into_iter()
         .filter(|f| f.severity == Severity::Error)

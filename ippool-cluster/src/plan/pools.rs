@@ -16,6 +16,7 @@ use super::inputs::Inventory;
 use super::{
     Blocker, Intent, MoveMethod, PlanError, PoolFinding, PoolSide, TargetAction, WorkloadMove,
 };
+use crate::snapshot::Parts;
 
 /// The label the Tigera operator puts on the pools it reconciles from its `Installation`.
 pub const OPERATOR_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "tigera-operator");
@@ -87,22 +88,10 @@ pub(super) fn side(pool: &IpPool) -> Result<PoolSide, PlanError> {
 }
 
 fn context(inventory: &Inventory, except: &str) -> ClusterContext {
-    let snapshot = &inventory.snapshot;
-    ClusterContext {
-        pools: Some(
-            snapshot
-                .pools
-                .iter()
-                .filter(|p| p.name() != except)
-                .cloned()
-                .collect(),
-        ),
-        blocks: Some(snapshot.blocks.clone()),
-        cluster_cidrs: inventory.cluster_cidrs.clone(),
-        service_cidrs: None,
-        nodes: Some(snapshot.nodes.iter().map(|n| n.to_node_info()).collect()),
-        workloads_present: Some(snapshot.pods.iter().any(|p| p.holds_addresses())),
-    }
+    inventory
+        .snapshot
+        .rules_context(Parts::RULES, inventory.cluster_cidrs.clone(), None)
+        .without_pool(except)
 }
 
 fn is_operator_managed(pool: &IpPool) -> bool {

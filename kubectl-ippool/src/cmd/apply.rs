@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
 use ippool_cluster::pool_write::{Decision, PoolWriteError, Updated, pool_diff, update_pool};
+use ippool_cluster::snapshot::Parts;
 use ippool_rules::context::{ClusterContext, Operation};
 use ippool_rules::model::{IpPool, IpPoolSpec};
 use ippool_rules::rules::check_pool;
@@ -16,9 +17,7 @@ use serde_json::Value;
 
 use super::Outcome;
 use crate::kube_opts::{KubeOpts, block_on};
-use crate::live::{
-    CidrArgs, DryRun, DryRunArg, LIVE_PARTS, Live, Refused, judge, pool_ref, rules_context,
-};
+use crate::live::{CidrArgs, DryRun, DryRunArg, Live, Refused, judge, pool_ref, rules_context};
 use crate::output::to_yaml;
 
 #[derive(Debug, Args)]
@@ -86,10 +85,12 @@ pub fn run(args: &ApplyArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
     }
     block_on(async {
         let live = Live::connect(kube).await?;
-        let (snapshot, found) =
-            tokio::join!(live.snapshot(LIVE_PARTS), live.discover_cidrs(&args.cidrs));
+        let (snapshot, found) = tokio::join!(
+            live.snapshot(Parts::RULES),
+            live.discover_cidrs(&args.cidrs)
+        );
         let snapshot = snapshot?;
-        let mut ctx = rules_context(&snapshot, LIVE_PARTS, &found);
+        let mut ctx = rules_context(&snapshot, Parts::RULES, &found);
         let served = live.apis.pool_group().api_version();
         let mut outcome = Outcome::Clean;
         for mut pool in pools {

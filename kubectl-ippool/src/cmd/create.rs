@@ -3,6 +3,7 @@
 
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
+use ippool_cluster::snapshot::Parts;
 use ippool_rules::cidr::{self, Family};
 use ippool_rules::context::Operation;
 use ippool_rules::model::{EncapMode, IpPool, IpPoolSpec, ObjectMeta};
@@ -10,7 +11,7 @@ use ippool_rules::rules::check_pool;
 
 use super::Outcome;
 use crate::kube_opts::{KubeOpts, block_on};
-use crate::live::{CidrArgs, DryRun, DryRunArg, LIVE_PARTS, Live, judge, pool_ref, rules_context};
+use crate::live::{CidrArgs, DryRun, DryRunArg, Live, judge, pool_ref, rules_context};
 use crate::output::to_yaml;
 
 #[derive(Debug, Args)]
@@ -89,11 +90,13 @@ pub fn new_pool(args: &CreateArgs, api_version: &str) -> IpPool {
 pub fn run(args: &CreateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
     block_on(async {
         let live = Live::connect(kube).await?;
-        let (snapshot, found) =
-            tokio::join!(live.snapshot(LIVE_PARTS), live.discover_cidrs(&args.cidrs));
+        let (snapshot, found) = tokio::join!(
+            live.snapshot(Parts::RULES),
+            live.discover_cidrs(&args.cidrs)
+        );
         let snapshot = snapshot?;
         let pool = new_pool(args, live.apis.pool_group().api_version());
-        let ctx = rules_context(&snapshot, LIVE_PARTS, &found);
+        let ctx = rules_context(&snapshot, Parts::RULES, &found);
         let findings = check_pool(&pool, &ctx, &Operation::Create);
         if let Err(refused) = judge(&args.name, &findings) {
             eprintln!("error: {refused}");

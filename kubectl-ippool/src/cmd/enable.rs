@@ -3,6 +3,7 @@
 
 use clap::Args;
 use ippool_cluster::pool_write::{Decision, PoolWriteError, Updated, update_pool};
+use ippool_cluster::snapshot::Parts;
 use ippool_rules::context::Operation;
 use ippool_rules::model::IpPool;
 use ippool_rules::rules::check_pool;
@@ -10,9 +11,7 @@ use serde_json::json;
 
 use super::Outcome;
 use crate::kube_opts::{KubeOpts, block_on};
-use crate::live::{
-    CidrArgs, DryRun, DryRunArg, LIVE_PARTS, Live, Refused, judge, pool_ref, rules_context,
-};
+use crate::live::{CidrArgs, DryRun, DryRunArg, Live, Refused, judge, pool_ref, rules_context};
 
 #[derive(Debug, Args)]
 pub struct ToggleArgs {
@@ -36,10 +35,12 @@ pub fn set_disabled(args: &ToggleArgs, kube: &KubeOpts, disabled: bool) -> anyho
     let verb = if disabled { "disabled" } else { "enabled" };
     block_on(async {
         let live = Live::connect(kube).await?;
-        let (snapshot, found) =
-            tokio::join!(live.snapshot(LIVE_PARTS), live.discover_cidrs(&args.cidrs));
+        let (snapshot, found) = tokio::join!(
+            live.snapshot(Parts::RULES),
+            live.discover_cidrs(&args.cidrs)
+        );
         let snapshot = snapshot?;
-        let mut ctx = rules_context(&snapshot, LIVE_PARTS, &found);
+        let mut ctx = rules_context(&snapshot, Parts::RULES, &found);
         let mut decide = async |current: &IpPool| -> Result<Decision, Refused> {
             if current.spec.disabled.unwrap_or(false) == disabled {
                 return Ok(Decision::Unchanged);
