@@ -7,12 +7,20 @@
 //! own: calicoctl files blocks no pool covers under `0.0.0.0/0`, so an IPv6 block no pool covers is
 //! listed by the plugin only.
 
-use std::{collections::BTreeMap, net::IpAddr, process::Command};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::{ControlPlane, HarnessError, IpamCheck, IpamShow, try_workspace_bin};
+
+/// How long the judge waits for IPAM blocks to hold still between two reads.
+const SETTLE: Duration = Duration::from_secs(60);
 
 /// The problems `calicoctl ipam check` is expected to report; [`Expected::clean`] is none.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -108,21 +116,21 @@ fn check_disagreements(expected: &Expected, check: &IpamCheck) -> Vec<String> {
 }
 
 /// What `kubectl ippool blocks -o json` prints, as far as the judge compares it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PluginBlocks {
     pools: Vec<PluginPool>,
     blocks: Vec<PluginBlock>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PluginPool {
     cidr: String,
     addresses_in_use: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PluginBlock {
     cidr: IpNet,
@@ -201,13 +209,30 @@ impl ControlPlane {
         }
     }
 
+    /// calicoctl and the plugin read the cluster at different moments: their reports are
+    /// compared only when the plugin's reads before and after calicoctl's are the same, so that a
+    /// state still settling (pods a controller is still replacing) is not taken for a disagreement.
     fn try_judge_ipam(
         &self,
         expected: &Expected,
     ) -> Result<(IpamCheck, Vec<String>), HarnessError> {
-        let check = self.ipam_check()?;
-        let show = self.ipam_show()?;
-        let plugin = self.plugin_blocks()?;
+        let deadline = Instant::now() + SETTLE;
+        let (check, show, plugin) = loop {
+            let before = self.plugin_blocks()?;
+            let check = self.ipam_check()?;
+            let show = self.ipam_show()?;
+            let after = self.plugin_blocks()?;
+            if before == after {
+                break (check, show, after);
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: "IPAM blocks to stop changing while calicoctl reads them".to_owned(),
+                    timeout: SETTLE,
+                    last: format!("; the last two reads: {before:?} and {after:?}"),
+                });
+            }
+        };
         let mut disagreements = check_disagreements(expected, &check);
         let shown = show_disagreements(&show, &plugin);
         if !shown.is_empty() {
