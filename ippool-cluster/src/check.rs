@@ -1,6 +1,7 @@
 //! IPAM consistency, the questions `calicoctl ipam check` asks, over a [`Snapshot`]:
 //! allocations no pod or node uses (leaked), pods whose address has no allocation, pod addresses
-//! outside every enabled pool, handles no allocation refers to — plus blocks no pool covers.
+//! outside every enabled pool, handles no allocation refers to — plus what calicoctl does not look
+//! at: blocks no pool covers, blocks whose prefix is not their pool's blockSize, stale affinities.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -24,15 +25,21 @@ pub enum ProblemKind {
     HandleWithoutAddresses,
     /// An IPAM block no pool covers.
     BlockWithoutPool,
+    /// An IPAM block inside a pool whose prefix is not the pool's blockSize.
+    BlockSizeMismatch,
+    /// A block affinity whose node or block is gone, or whose release stopped half-way.
+    StaleAffinity,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 5] = [
+    pub const ALL: [ProblemKind; 7] = [
         ProblemKind::LeakedAllocation,
         ProblemKind::PodWithoutAllocation,
         ProblemKind::OutsideActivePools,
         ProblemKind::HandleWithoutAddresses,
         ProblemKind::BlockWithoutPool,
+        ProblemKind::BlockSizeMismatch,
+        ProblemKind::StaleAffinity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +49,8 @@ impl ProblemKind {
             ProblemKind::OutsideActivePools => "outside-active-pools",
             ProblemKind::HandleWithoutAddresses => "handle-without-addresses",
             ProblemKind::BlockWithoutPool => "block-without-pool",
+            ProblemKind::BlockSizeMismatch => "block-size-mismatch",
+            ProblemKind::StaleAffinity => "stale-affinity",
         }
     }
 
@@ -59,6 +68,10 @@ impl ProblemKind {
             }
             ProblemKind::HandleWithoutAddresses => "IPAM handles with no allocated address",
             ProblemKind::BlockWithoutPool => "IPAM blocks that no pool covers",
+            ProblemKind::BlockSizeMismatch => {
+                "IPAM blocks whose size is not their pool's blockSize"
+            }
+            ProblemKind::StaleAffinity => "stale block affinities",
         }
     }
 
@@ -78,6 +91,14 @@ impl ProblemKind {
             }
             ProblemKind::BlockWithoutPool => {
                 "`kubectl ippool gc` removes the empty ones; non-empty ones still hold addresses"
+            }
+            ProblemKind::BlockSizeMismatch => {
+                "left by a pool recreated with another blockSize; `kubectl ippool gc` removes the empty \
+                 ones; non-empty ones hold addresses until their pods are recreated"
+            }
+            ProblemKind::StaleAffinity => {
+                "`kubectl ippool gc` removes those whose block is empty or missing; the others wait \
+                 until their block's addresses are released"
             }
         }
     }
@@ -103,6 +124,9 @@ pub struct Problem {
     pub node: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The BlockAffinity's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
     pub message: String,
 }
 
@@ -113,6 +137,7 @@ pub struct Checked {
     pub pools: usize,
     pub enabled_pools: usize,
     pub blocks: usize,
+    pub affinities: usize,
     pub allocations: usize,
     pub handles: usize,
     pub pods_with_addresses: usize,
@@ -281,6 +306,7 @@ pub fn check(snapshot: &Snapshot) -> CheckReport {
             pod: leak.pod,
             node: leak.node,
             pool: leak.pool,
+            affinity: None,
         });
     }
 
@@ -325,6 +351,7 @@ pub fn check(snapshot: &Snapshot) -> CheckReport {
             pod: Some(pod.key()),
             node: pod.node.clone(),
             pool: pools.pool_of_addr(address).map(|p| p.name().to_owned()),
+            affinity: None,
             message,
         });
     }
@@ -349,6 +376,7 @@ pub fn check(snapshot: &Snapshot) -> CheckReport {
             pod: None,
             node: None,
             pool: None,
+            affinity: None,
             message: format!(
                 "handle {} has no allocated address in any block",
                 handle.spec.handle_id
@@ -356,31 +384,15 @@ pub fn check(snapshot: &Snapshot) -> CheckReport {
         });
     }
 
-    for block in crate::usage::block_uses(snapshot)
-        .iter()
-        .filter(|b| b.pool.is_none())
-    {
-        problems.push(Problem {
-            kind: ProblemKind::BlockWithoutPool,
-            address: None,
-            block: Some(block.name.to_owned()),
-            ordinal: None,
-            handle: None,
-            pod: None,
-            node: block.node.map(str::to_owned),
-            pool: None,
-            message: format!(
-                "block {} ({}) is in no pool; {} of {} addresses in use",
-                block.name, block.cidr, block.in_use, block.size
-            ),
-        });
-    }
+    problems.extend(block_problems(snapshot));
+    problems.extend(affinity_problems(snapshot));
 
     CheckReport {
         checked: Checked {
             pools: snapshot.pools.len(),
             enabled_pools: snapshot.pools.iter().filter(|p| p.is_enabled()).count(),
             blocks: snapshot.blocks.len(),
+            affinities: snapshot.affinities.len(),
             allocations: allocations.iter().count(),
             handles: snapshot.handles.len(),
             pods_with_addresses: snapshot.pods.iter().filter(|p| p.holds_addresses()).count(),
@@ -388,6 +400,79 @@ pub fn check(snapshot: &Snapshot) -> CheckReport {
         },
         problems,
     }
+}
+
+/// Blocks no pool covers and blocks whose prefix is not their pool's blockSize, by address.
+fn block_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    crate::usage::block_uses(snapshot)
+        .iter()
+        .filter_map(|block| {
+            let (kind, message) = match (block.pool, block.pool_block_size) {
+                (None, _) => (
+                    ProblemKind::BlockWithoutPool,
+                    format!("block {} ({}) is in no pool", block.name, block.cidr),
+                ),
+                (Some(pool), Some(size)) if block.size_mismatch() => (
+                    ProblemKind::BlockSizeMismatch,
+                    format!(
+                        "block {} ({}) is a /{} in pool {pool}, whose blockSize is {size}",
+                        block.name,
+                        block.cidr,
+                        block.cidr.prefix_len()
+                    ),
+                ),
+                _ => return None,
+            };
+            Some(Problem {
+                kind,
+                address: None,
+                block: Some(block.name.to_owned()),
+                ordinal: None,
+                handle: None,
+                pod: None,
+                node: block.node.map(str::to_owned),
+                pool: block.pool.map(str::to_owned),
+                affinity: None,
+                message: format!(
+                    "{message}; {} of {} addresses in use",
+                    block.in_use, block.size
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Affinities that no longer do their job, as `gc` sees them, by name.
+fn affinity_problems(snapshot: &Snapshot) -> Vec<Problem> {
+    let mut stale = crate::gc::stale_affinities(snapshot);
+    stale.sort_by(|a, b| a.affinity.name.cmp(&b.affinity.name));
+    stale
+        .into_iter()
+        .map(|stale| {
+            let in_use = match stale.block_in_use {
+                0 => String::new(),
+                n => format!("; its block has {n} address(es) in use"),
+            };
+            Problem {
+                kind: ProblemKind::StaleAffinity,
+                address: None,
+                message: format!(
+                    "affinity {} of {} for node {}: {}{in_use}",
+                    stale.affinity.name,
+                    stale.affinity.cidr,
+                    stale.affinity.node,
+                    stale.reason.describe()
+                ),
+                block: stale.block.map(|b| b.name),
+                ordinal: None,
+                handle: None,
+                pod: None,
+                node: Some(stale.affinity.node),
+                pool: None,
+                affinity: Some(stale.affinity.name),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -523,5 +608,39 @@ mod tests {
         assert_eq!(kinds(&report), [ProblemKind::BlockWithoutPool]);
         assert_eq!(report.count(ProblemKind::BlockWithoutPool), 1);
         assert_eq!(report.problems[0].block.as_deref(), Some("10-7-0-0-26"));
+    }
+
+    #[test]
+    fn block_of_another_size_than_its_pools_block_size() {
+        let mut s = clean();
+        s.blocks.push(block("10.0.0.128/28", None, &[]));
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::BlockSizeMismatch]);
+        let p = &report.problems[0];
+        assert_eq!(p.pool.as_deref(), Some("default"));
+        assert!(
+            p.message
+                .contains("is a /28 in pool default, whose blockSize is 26"),
+            "{}",
+            p.message
+        );
+    }
+
+    #[test]
+    fn affinity_of_a_node_that_is_gone_is_stale() {
+        let mut s = clean();
+        s.blocks.push(block("10.0.0.64/26", Some("gone-1"), &[]));
+        s.affinities
+            .push(affinity("gone-1", "10.0.0.64/26", "confirmed"));
+        let report = check(&s);
+        assert_eq!(kinds(&report), [ProblemKind::StaleAffinity]);
+        let p = &report.problems[0];
+        assert_eq!(p.node.as_deref(), Some("gone-1"));
+        assert_eq!(p.block.as_deref(), Some("10-0-0-64-26"));
+        assert!(p.affinity.is_some());
+        // The affinity of a live node is not.
+        s.affinities
+            .push(affinity("sim-1", "10.0.0.0/26", "confirmed"));
+        assert_eq!(check(&s).count(ProblemKind::StaleAffinity), 1);
     }
 }

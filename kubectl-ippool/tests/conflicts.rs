@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use harness::Expected;
 use ippool_cluster::api::ServedApis;
 use ippool_cluster::pool_write::{Decision, Updated, update_pool};
 use ippool_cluster::resources::CalicoApi;
@@ -62,6 +63,7 @@ async fn a_stale_disable_rereads_and_keeps_the_other_writers_change() {
         stored.metadata.labels.get("team").map(String::as_str),
         Some("net")
     );
+    cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,4 +129,5 @@ async fn concurrent_disable_and_label_writers_lose_nothing() {
         stored.metadata.labels
     );
     ippool(&cp, &["enable", "p"]).expect(0);
+    cp.judge_ipam(&Expected::clean());
 }

@@ -4,6 +4,7 @@
 
 mod support;
 
+use harness::Expected;
 use ippool_rules::model::IpPool;
 use support::{control_plane, ippool, names_of};
 
@@ -112,6 +113,7 @@ async fn create_validates_against_the_cluster_first() {
     .expect(1);
     assert!(bad.stderr.contains("error[IPP"), "{}", bad.stderr);
     assert_eq!(names_of::<IpPool>(&client).await, ["p1", "p3"]);
+    cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,4 +196,5 @@ async fn apply_creates_patches_and_refuses() {
         broken.stderr
     );
     assert_eq!(names_of::<IpPool>(&client).await, ["a", "b"]);
+    cp.judge_ipam(&Expected::clean());
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+use harness::Expected;
 use ippool_cluster::allocation::AffinityState;
 use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamHandle};
 use support::{
@@ -110,4 +111,5 @@ async fn leaked_allocations_are_released_only_when_asked() {
     assert!(names_of::<IpamHandle>(&client).await.is_empty());
     assert_eq!(names_of::<IpPool>(&client).await, ["new"]);
     ippool(&cp, &["check"]).expect(0);
+    cp.judge_ipam(&Expected::clean());
 }

@@ -6,6 +6,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use harness::Expected;
 use ippool_cluster::allocation::{self, AffinityState};
 use ippool_cluster::api::ServedApis;
 use ippool_cluster::gc::{GcCandidate, gc_plan};
@@ -175,6 +176,8 @@ async fn gc_lists_then_removes_only_safe_leftovers() {
         "{}",
         again.stdout
     );
+    // The kept block's address is leaked on purpose; gc leaves it to `delete --release-leaked`.
+    cp.judge_ipam(&Expected::clean().leaked(["10.99.0.64".parse().unwrap()]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,4 +259,10 @@ async fn a_concurrent_allocation_wins_the_block() {
         "{}",
         next.stdout
     );
+    // The late allocation stands for a CNI ADD whose pod and handle this test does not create.
+    let judged = cp.judge_ipam(&Expected {
+        missing_handles: vec!["k8s-pod-network.late".to_owned()],
+        ..Expected::clean().leaked(["10.99.0.0".parse().unwrap()])
+    });
+    assert_eq!(judged.problems, 1);
 }

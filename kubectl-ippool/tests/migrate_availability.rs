@@ -96,5 +96,5 @@ async fn rollouts_and_evictions_keep_the_promised_pods_ready() {
         "api dropped to {} Ready pods",
         least["api"]
     );
-    assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
+    assert_end_state(&c, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
 }

@@ -137,5 +137,5 @@ async fn blockers_stop_the_run_and_change_nothing() {
     wait_pods(&c.client, &[("web", 2)]).await;
     let out = c.ippool(MIGRATE, &[]).await;
     assert!(out.status.success(), "{}", text(&out));
-    assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
+    assert_end_state(&c, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
 }

@@ -5,6 +5,7 @@
 
 mod migration_support;
 
+use harness::Expected;
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -156,6 +157,7 @@ async fn a_second_migration_is_refused_until_the_first_is_aborted() {
         .await;
     assert!(second.status.success(), "{}", text(&second));
     assert!(pools.get_opt("side").await.unwrap().is_none());
+    c.cp.judge_ipam(&Expected::clean());
 }
 
 fn events_last(out: &std::process::Output) -> Value {

@@ -4,6 +4,7 @@
 
 mod migration_support;
 
+use harness::Expected;
 use ippool_cluster::resources::{ip_pools, ipam_configs};
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -79,4 +80,6 @@ async fn a_pod_without_an_address_stops_the_run_by_name() {
         pools.get("default-ipv4-ippool").await.unwrap().data["spec"]["disabled"],
         false
     );
+    // Stopped and aborted, not broken: replacements without an address hold no allocation.
+    c.cp.judge_ipam(&Expected::clean());
 }

@@ -160,7 +160,7 @@ async fn a_migration_killed_anywhere_finishes_when_run_again() {
             .all(|e| e["skipped"] == true),
         "every step was done before: {last:?}"
     );
-    assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
+    assert_end_state(&c, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
     assert_eq!(deletions.check(), 1, "the old pool was deleted once");
 }
 

@@ -114,7 +114,7 @@ async fn calico_tutorials_run_as_single_commands() {
             .unwrap()
             > 10
     );
-    assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
+    assert_end_state(&c, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
 
     // Labels and annotations the resize must keep.
     let pools: Api<DynamicObject> = Api::all_with(
@@ -139,7 +139,7 @@ async fn calico_tutorials_run_as_single_commands() {
     assert!(stdout.contains("new-pool-resize-tmp"), "{stdout}");
     assert!(stdout.contains("✓ clean-old-cidr"), "{stdout}");
     assert!(stdout.contains("✓ back/delete-old"), "{stdout}");
-    assert_end_state(&c.client, None, "10.0.0.0/16", 28).await;
+    assert_end_state(&c, None, "10.0.0.0/16", 28).await;
     let pool = pools.get("new-pool").await.unwrap();
     assert_eq!(pool.data["spec"]["blockSize"], 28);
     assert_eq!(pool.data["spec"]["ipipMode"], "Always");

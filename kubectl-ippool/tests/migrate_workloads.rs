@@ -148,5 +148,5 @@ async fn statefulsets_daemonsets_ondelete_jobs_and_bare_pods_move() {
         ],
     )
     .await;
-    assert_end_state(&c.client, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
+    assert_end_state(&c, Some("192.168.0.0/16"), "10.0.0.0/16", 26).await;
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use harness::{Sim, SimOptions, wait_for_all};
+use harness::{Expected, Sim, SimOptions, wait_for_all};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -302,4 +302,5 @@ async fn pools_in_use_are_shown_and_protected() {
         "{report}"
     );
     ippool(&cp, &["check"]).expect(0);
+    cp.judge_ipam(&Expected::clean());
 }

@@ -43,7 +43,7 @@ async fn an_ipv6_pool_is_resized() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("blockSize 122 → 124"), "{stdout}");
-    assert_end_state(&c.client, None, "fd00:10:0:1::/112", 124).await;
+    assert_end_state(&c, None, "fd00:10:0:1::/112", 124).await;
     let pool = Api::<DynamicObject>::all_with(c.client.clone(), &ip_pools(ApiGroup::CrdV1))
         .get("v6")
         .await

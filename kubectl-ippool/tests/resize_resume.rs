@@ -72,7 +72,7 @@ async fn a_resize_killed_anywhere_finishes_when_run_again() {
     }
     let out = c.ippool(RESIZE, &[]).await;
     assert!(out.status.success(), "{}", text(&out));
-    assert_end_state(&c.client, Some("10.99.0.0/24"), "10.0.0.0/16", 27).await;
+    assert_end_state(&c, Some("10.99.0.0/24"), "10.0.0.0/16", 27).await;
     assert_eq!(
         deletions.check(),
         2,

@@ -56,6 +56,7 @@ async fn twenty_replicas_on_five_nodes_get_distinct_addresses_named_as_calico_do
     }
     assert_eq!(ipam.affinities.len(), 5);
     assert_eq!(ipam.handles.len(), 20);
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -96,6 +97,7 @@ async fn a_node_name_too_long_to_prefix_an_affinity_name_is_cut_and_hashed() {
     assert_eq!(ipam.affinities.len(), 1);
     let name = ipam.affinities[0].metadata.name.clone().unwrap_or_default();
     assert!(name.len() < 253 && !name.starts_with(&node), "{name}");
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 /// Every (address, pod UID) pair seen over the run, from a pod watch.
@@ -192,6 +194,7 @@ async fn replacements_come_from_the_new_pool_after_the_old_one_is_disabled() {
         "addresses still allocated in the disabled pool: {in_old_pool:?}"
     );
     log.assert_never_shared();
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -224,4 +227,5 @@ async fn pools_of_both_families_give_dual_stack_pods() {
         .filter(|a| a.metadata.labels[names::LABEL_IP_VERSION] == "6")
         .count();
     assert_eq!(v6_affinities, 3);
+    env.cp.judge_ipam(&Expected::clean());
 }

@@ -83,4 +83,5 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
         "handles of deleted pods are gone: {:?}",
         ipam.handles
     );
+    env.cp.judge_ipam(&Expected::clean());
 }

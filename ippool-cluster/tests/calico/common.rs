@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
+pub use harness::Expected;
 pub use harness::workloads::*;
 use ipnet::IpNet;
 use ippool_cluster::allocation;

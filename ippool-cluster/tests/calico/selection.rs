@@ -117,6 +117,7 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
             .as_deref(),
         Some("ContainerCreating")
     );
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -155,6 +156,7 @@ async fn node_selectors_give_each_node_its_pools() {
         assert_all_in(std::slice::from_ref(pod), expected);
     }
     assert_calico_consistent(client, &pods).await;
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -182,6 +184,7 @@ async fn namespace_selectors_give_each_namespace_its_pools() {
     assert_all_in(&in_team, team);
     assert_all_in(&in_default, general);
     assert_calico_consistent(client, &[in_team, in_default].concat()).await;
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -222,6 +225,7 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
         );
     }
     assert!(allocations.keys().all(|ip| !balancers.contains(ip)));
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -250,6 +254,7 @@ async fn manual_pools_serve_only_pods_that_name_them() {
     assert_all_in(&plain, automatic);
     assert_all_in(&named, manual);
     assert_calico_consistent(client, &[plain, named].concat()).await;
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -300,4 +305,5 @@ async fn nodes_borrow_from_other_blocks_unless_strict_affinity() {
     let running: Vec<Pod> = pods.into_iter().filter(is_running_and_ready).collect();
     assert_eq!(running.len(), 3);
     assert_calico_consistent(client, &running).await;
+    env.cp.judge_ipam(&Expected::clean());
 }

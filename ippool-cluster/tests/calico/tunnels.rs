@@ -160,4 +160,5 @@ async fn tunnel_addresses_follow_their_pool() {
     .await;
     assert_tunnel_allocations(client, Encapsulation::Ipip, &none).await;
     assert_tunnel_allocations(client, Encapsulation::Vxlan, &vxlan).await;
+    env.cp.judge_ipam(&Expected::clean());
 }

@@ -1,5 +1,6 @@
-//! `kubectl ippool check`: IPAM consistency, as `calicoctl ipam check` reports it (plus blocks no
-//! pool covers). Exit status 1 when problems are found.
+//! `kubectl ippool check`: IPAM consistency, as `calicoctl ipam check` reports it, plus blocks no
+//! pool covers, blocks of another size than their pool's blockSize and stale affinities. Exit
+//! status 1 when problems are found.
 
 use clap::Args;
 use ippool_cluster::check::{CheckReport, ProblemKind, check};
@@ -21,7 +22,7 @@ pub struct CheckArgs {
 const PARTS: Parts = Parts {
     pools: true,
     blocks: true,
-    affinities: false,
+    affinities: true,
     handles: true,
     pods: true,
     nodes: true,
@@ -54,12 +55,13 @@ const SHOWN: usize = 20;
 pub fn render_text(report: &CheckReport, all: bool) -> String {
     let c = &report.checked;
     let mut out = format!(
-        "Checked {} pools ({} enabled), {} blocks with {} allocations, {} handles, {} pods with \
-         addresses, {} nodes.\n",
+        "Checked {} pools ({} enabled), {} blocks with {} allocations, {} affinities, {} handles, \
+         {} pods with addresses, {} nodes.\n",
         c.pools,
         c.enabled_pools,
         c.blocks,
         c.allocations,
+        c.affinities,
         c.handles,
         c.pods_with_addresses,
         c.nodes
@@ -108,6 +110,7 @@ mod tests {
                 pod: None,
                 node: None,
                 pool: None,
+                affinity: None,
                 message: "handle k8s-pod-network.x has no allocated address in any block"
                     .to_owned(),
             }],

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use harness::{ControlPlane, Sim, SimOptions, wait_for_all};
+use harness::{ControlPlane, Expected, Sim, SimOptions, wait_for_all};
 use ipnet::IpNet;
 use ippool_cluster::resources::{block_affinities, ip_pools, ipam_blocks};
 use ippool_rules::model::ApiGroup;
@@ -233,8 +233,10 @@ pub async fn wait_pods(client: &Client, expected: &[(&str, usize)]) -> Vec<Pod> 
 
 /// The whole cluster after a migration (or resize) into the pool with CIDR `pool`: every pod
 /// has an address in `pool`; every pool, block and affinity left is inside some pool and none is
-/// in `gone` (when given); blocks in `pool` have `block_size`; no migration lock remains.
-pub async fn assert_end_state(client: &Client, gone: Option<&str>, pool: &str, block_size: u8) {
+/// in `gone` (when given); blocks in `pool` have `block_size`; no migration lock remains; and
+/// calicoctl judges IPAM clean.
+pub async fn assert_end_state(c: &TestCluster, gone: Option<&str>, pool: &str, block_size: u8) {
+    let client = &c.client;
     let gone: Option<IpNet> = gone.map(|g| g.parse().unwrap());
     let pool: IpNet = pool.parse().unwrap();
     let pods = Api::<Pod>::all(client.clone())
@@ -299,6 +301,7 @@ pub async fn assert_end_state(client: &Client, gone: Option<&str>, pool: &str, b
         leases.get_opt("ippool-migration").await.unwrap().is_none(),
         "the migration lock is released"
     );
+    c.cp.judge_ipam(&Expected::clean());
 }
 
 /// Parses a `-o json` event stream; every line must be one event object.

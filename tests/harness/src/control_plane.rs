@@ -36,6 +36,14 @@ const REQUIRED: [&str; 6] = [
 /// When set, every control plane's directory (logs, kubeconfig) is kept, not only a panicking test's.
 const KEEP_LOGS: &str = "IPPOOL_KEEP_CLUSTER_LOGS";
 
+/// How [`ControlPlane::start_with`] configures the control plane.
+#[derive(Debug, Clone, Default)]
+pub struct ControlPlaneOptions {
+    /// calico-kube-controllers' grace period before it releases a leaked address
+    /// (`leakGracePeriod`; `tests/cluster/up` defaults to 15m). It syncs IPAM every half of it.
+    pub leak_grace_period: Option<Duration>,
+}
+
 /// A private Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager on loopback
 /// ports) started by `tests/cluster/up` in a temporary directory, with the Calico CRDs installed and
 /// the kubeadm-config ConfigMap seeded. Each one is a separate cluster with its own etcd. Dropping
@@ -52,44 +60,55 @@ impl ControlPlane {
     /// Starts a fresh control plane. Without the upstream binaries this is an error that says how
     /// to build them: a cluster test never passes without running.
     pub fn start() -> Result<ControlPlane, HarnessError> {
+        ControlPlane::start_with(&ControlPlaneOptions::default())
+    }
+
+    /// Starts a fresh control plane configured by `options`.
+    pub fn start_with(options: &ControlPlaneOptions) -> Result<ControlPlane, HarnessError> {
         let binaries = upstream_binaries()?;
         // The ports `up` gets from the kernel are free when asked for, but a parallel test may
         // take one before etcd or the API server binds it: that failure is worth another try.
         let up = cluster_script("up");
         let mut attempts = 0;
-        let (dir, output) = loop {
-            attempts += 1;
-            let dir = tempfile::Builder::new()
-                .prefix("ippool-cluster-")
-                .tempdir()
-                .map_err(HarnessError::io(std::env::temp_dir()))?;
-            let output = Command::new(&up)
-                .arg(dir.path())
-                .env("KUBE_BINARIES", &binaries)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|source| HarnessError::Spawn {
-                    command: up.display().to_string(),
-                    source,
+        let (dir, output) =
+            loop {
+                attempts += 1;
+                let dir = tempfile::Builder::new()
+                    .prefix("ippool-cluster-")
+                    .tempdir()
+                    .map_err(HarnessError::io(std::env::temp_dir()))?;
+                let mut command = Command::new(&up);
+                command.arg(dir.path()).env("KUBE_BINARIES", &binaries);
+                if let Some(period) = options.leak_grace_period {
+                    command.env(
+                        "IPPOOL_LEAK_GRACE_PERIOD",
+                        format!("{}ms", period.as_millis()),
+                    );
+                }
+                let output = command.stdin(Stdio::null()).output().map_err(|source| {
+                    HarnessError::Spawn {
+                        command: up.display().to_string(),
+                        source,
+                    }
                 })?;
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            if output.status.success() {
-                break (dir, output);
-            }
-            if attempts < 3 && stderr.contains("address already in use") {
-                eprintln!(
-                    "harness: a port was taken while the control plane started; trying again"
-                );
-                continue;
-            }
-            // `up` stops what it started when it fails; keep the logs it points to.
-            let kept = dir.keep();
-            return Err(HarnessError::CommandFailed {
-                command: format!("{} {}", up.display(), kept.display()),
-                status: output.status.to_string(),
-                output: stderr.into_owned(),
-            });
-        };
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                if output.status.success() {
+                    break (dir, output);
+                }
+                if attempts < 3 && stderr.contains("address already in use") {
+                    eprintln!(
+                        "harness: a port was taken while the control plane started; trying again"
+                    );
+                    continue;
+                }
+                // `up` stops what it started when it fails; keep the logs it points to.
+                let kept = dir.keep();
+                return Err(HarnessError::CommandFailed {
+                    command: format!("{} {}", up.display(), kept.display()),
+                    status: output.status.to_string(),
+                    output: stderr.into_owned(),
+                });
+            };
         let stderr = String::from_utf8_lossy(&output.stderr);
         eprint!("{stderr}");
         let kubeconfig = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());

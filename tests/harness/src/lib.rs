@@ -16,6 +16,7 @@ mod calicoctl;
 mod control_plane;
 pub mod crds;
 mod error;
+mod judge;
 mod process;
 mod runtime;
 mod sim;
@@ -26,8 +27,9 @@ mod workspace_bin;
 use std::path::PathBuf;
 
 pub use calicoctl::{IpamCheck, IpamShow, Usage};
-pub use control_plane::{ControlPlane, upstream_binaries};
+pub use control_plane::{ControlPlane, ControlPlaneOptions, upstream_binaries};
 pub use error::HarnessError;
+pub use judge::Expected;
 pub use process::RecordedProcess;
 pub use sim::{Sim, SimOptions};
 pub use wait::{wait_for, wait_for_all};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use harness::{ControlPlane, HarnessError, crds, wait_for, wait_for_all};
+use harness::{ControlPlane, Expected, HarnessError, crds, wait_for, wait_for_all};
 use k8s_openapi::{
     api::{apps::v1::Deployment, core::v1::ConfigMap, core::v1::Pod},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -77,8 +77,7 @@ async fn calico_crds_are_established_and_kubeadm_config_is_seeded() -> Result<()
     let info: serde_json::Value = serde_json::from_str(&info).expect("calicoctl prints JSON");
     assert_eq!(info["spec"]["datastoreReady"], true);
     assert_eq!(info["spec"]["calicoVersion"], "v3.31.0");
-    let check = cp.ipam_check()?;
-    assert_eq!(check.problems, 0, "{}", check.text);
+    cp.judge_ipam(&Expected::clean());
     Ok(())
 }
 

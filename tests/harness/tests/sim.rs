@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use harness::{ControlPlane, HarnessError, Sim, SimOptions, wait_for_all};
+use harness::{ControlPlane, Expected, HarnessError, Sim, SimOptions, wait_for_all};
 use k8s_openapi::api::{
     apps::v1::Deployment, core::v1::Node, core::v1::Pod, policy::v1::PodDisruptionBudget,
 };
@@ -190,5 +190,6 @@ async fn a_pod_disruption_budget_refuses_an_eviction() -> Result<(), HarnessErro
         }
         other => panic!("the eviction of {victim} should be refused by the budget, got {other:?}"),
     }
+    cp.judge_ipam(&Expected::clean());
     Ok(())
 }

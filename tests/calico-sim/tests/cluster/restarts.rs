@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use futures::StreamExt as _;
-use harness::SimOptions;
 use harness::workloads::*;
+use harness::{Expected, SimOptions};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -118,6 +118,7 @@ async fn a_sim_killed_mid_scale_up_leaves_exactly_one_address_per_pod() {
     .unwrap();
     let pods = wait_running(&client, "default", "app=web", 40).await;
     assert_one_address_per_pod(&client, &pods, 4).await;
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 #[tokio::test]
@@ -157,4 +158,5 @@ async fn pods_turn_ready_only_after_the_start_delay() {
         "Running before Ready: {states:?}"
     );
     assert_eq!(states.last(), Some(&(true, true)));
+    env.cp.judge_ipam(&Expected::clean());
 }

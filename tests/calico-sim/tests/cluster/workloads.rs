@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use harness::Expected;
 use harness::workloads::*;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -33,6 +34,7 @@ async fn daemonset_pods_land_one_per_node() {
     );
     let addresses: BTreeSet<_> = pods.iter().flat_map(pod_ips).collect();
     assert_eq!(addresses.len(), 4, "one address each: {addresses:?}");
+    env.cp.judge_ipam(&Expected::clean());
 }
 
 /// Waits until the disruption controller has judged the budget with `healthy` pods.
@@ -113,4 +115,5 @@ async fn a_pod_disruption_budget_blocks_eviction() {
         .filter(|(handle, _)| handle.starts_with("k8s-pod-network."))
         .count();
     assert_eq!(pod_allocations, 4);
+    env.cp.judge_ipam(&Expected::clean());
 }
