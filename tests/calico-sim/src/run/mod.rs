@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Event, EventSource, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Container, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -30,6 +29,7 @@ use self::env::Context;
 use self::processes::{Launch, Mount};
 use self::sources::Sources;
 use self::status::{ContainerStatus, State, Terminated};
+use crate::pod_status;
 
 /// The label that selects a pod to run for real.
 pub const RUN_LABEL: &str = "sim.ippool.dev/run";
@@ -247,7 +247,7 @@ impl PodRun {
                     None => break,
                 },
                 () = refresh_due => {
-                    refresh_at = match self.write_volumes().await {
+                    refresh_at = match self.refresh_volumes().await {
                         Ok(next) => next.map(|r| tokio::time::Instant::now() + r),
                         Err(e) => {
                             warn!(pod = label(&self.pod), error = %e, "refreshing the pod's volumes failed; retrying");
@@ -262,14 +262,22 @@ impl PodRun {
         let _ = std::fs::remove_dir_all(self.dir());
     }
 
-    async fn write_volumes(&self) -> Result<Option<Duration>, String> {
-        let sources = Sources::read(&self.runtime.client, &self.pod)
+    async fn read_sources(&self) -> Result<Sources, String> {
+        Sources::read(&self.runtime.client, &self.pod)
             .await
-            .map_err(|e| format!("reading the pod's Secrets and ConfigMaps: {e}"))?;
-        let context = self.context(&sources);
+            .map_err(|e| format!("reading the pod's Secrets and ConfigMaps: {e}"))
+    }
+
+    /// Writes the pod's volumes; returns when their tokens need refreshing.
+    async fn write_volumes(&self, sources: &Sources) -> Result<Option<Duration>, String> {
+        let context = self.context(sources);
         volumes::materialise(&self.runtime.client, &context, &self.dir().join("volumes"))
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn refresh_volumes(&self) -> Result<Option<Duration>, String> {
+        self.write_volumes(&self.read_sources().await?).await
     }
 
     fn context<'a>(&'a self, sources: &'a Sources) -> Context<'a> {
@@ -317,10 +325,8 @@ impl PodRun {
         containers: &[Container],
         programs: &[PathBuf],
     ) -> Result<(Vec<Launch>, Option<Duration>), String> {
-        let refresh = self.write_volumes().await?;
-        let sources = Sources::read(&self.runtime.client, &self.pod)
-            .await
-            .map_err(|e| format!("reading the pod's Secrets and ConfigMaps: {e}"))?;
+        let sources = self.read_sources().await?;
+        let refresh = self.write_volumes(&sources).await?;
         let context = self.context(&sources);
         let volumes = self
             .pod
@@ -398,7 +404,7 @@ impl PodRun {
     }
 
     async fn event(&self, reason: &str, message: &str) {
-        let event = event(&self.pod, &self.node, reason, message);
+        let event = pod_status::warning_event(&self.pod, &self.node, reason, message);
         let api: Api<Event> = Api::namespaced(
             self.runtime.client.clone(),
             self.pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -414,39 +420,6 @@ fn container_id(uid: &str, index: usize) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(format!("calico-sim-container/{uid}/{index}").as_bytes());
     data_encoding::HEXLOWER.encode(&digest)
-}
-
-fn event(pod: &Pod, node: &str, reason: &str, message: &str) -> Event {
-    let now = Timestamp::now();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-            namespace: pod.metadata.namespace.clone(),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".to_owned()),
-            kind: Some("Pod".to_owned()),
-            name: Some(name),
-            namespace: pod.metadata.namespace.clone(),
-            uid: pod.metadata.uid.clone(),
-            ..ObjectReference::default()
-        },
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        type_: Some("Warning".to_owned()),
-        source: Some(EventSource {
-            component: Some("kubelet".to_owned()),
-            host: Some(node.to_owned()),
-        }),
-        first_timestamp: Some(Time(now)),
-        last_timestamp: Some(Time(now)),
-        count: Some(1),
-        reporting_component: Some("kubelet".to_owned()),
-        reporting_instance: Some(node.to_owned()),
-        ..Event::default()
-    }
 }
 
 /// One container: started, probed, restarted under the pod's restartPolicy, stopped.

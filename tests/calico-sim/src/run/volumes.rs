@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{KeyToPath, ServiceAccount, Volume};
+use k8s_openapi::api::core::v1::{
+    ConfigMapProjection, DownwardAPIProjection, KeyToPath, SecretProjection, ServiceAccount,
+    Volume, VolumeProjection,
+};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use thiserror::Error;
@@ -66,39 +69,13 @@ pub async fn materialise(
                 path: root.clone(),
                 source,
             })?;
-        } else if let Some(secret) = &volume.secret {
-            let name = secret.secret_name.clone().unwrap_or_default();
-            let data = keyed(
-                &volume.name,
-                format!("Secret {name}"),
-                context.sources.secret_data(&name),
-                secret.items.as_deref(),
-                secret.optional.unwrap_or(false),
-            )?;
-            write_all(&volume.name, &root, &data)?;
-        } else if let Some(map) = &volume.config_map {
-            let data = keyed(
-                &volume.name,
-                format!("ConfigMap {}", map.name),
-                context.sources.config_map_data(&map.name),
-                map.items.as_deref(),
-                map.optional.unwrap_or(false),
-            )?;
-            write_all(&volume.name, &root, &data)?;
-        } else if let Some(downward) = &volume.downward_api {
-            for item in downward.items.iter().flatten() {
-                write(
-                    &item.path,
-                    downward_field(volume, context, item.field_ref.as_ref())?.as_bytes(),
-                )?;
-            }
-        } else if let Some(projected) = &volume.projected {
+        } else if let Some(sources) = projections(volume) {
             fs::create_dir_all(&root).map_err(|source| VolumeError::Write {
                 volume: volume.name.clone(),
                 path: root.clone(),
                 source,
             })?;
-            for source in projected.sources.iter().flatten() {
+            for source in &sources {
                 if let Some(token) = &source.service_account_token {
                     let seconds = token.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS);
                     let text =
@@ -149,6 +126,41 @@ pub async fn materialise(
         }
     }
     Ok(refresh)
+}
+
+/// The sources of a volume made of keyed files: a `secret`, `configMap` or `downwardAPI` volume is
+/// a `projected` one of a single source (their `defaultMode`s aside, which the sim does not apply).
+fn projections(volume: &Volume) -> Option<Vec<VolumeProjection>> {
+    if let Some(secret) = &volume.secret {
+        return Some(vec![VolumeProjection {
+            secret: Some(SecretProjection {
+                name: secret.secret_name.clone().unwrap_or_default(),
+                items: secret.items.clone(),
+                optional: secret.optional,
+            }),
+            ..VolumeProjection::default()
+        }]);
+    }
+    if let Some(map) = &volume.config_map {
+        return Some(vec![VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: map.name.clone(),
+                items: map.items.clone(),
+                optional: map.optional,
+            }),
+            ..VolumeProjection::default()
+        }]);
+    }
+    if let Some(downward) = &volume.downward_api {
+        return Some(vec![VolumeProjection {
+            downward_api: Some(DownwardAPIProjection {
+                items: downward.items.clone(),
+            }),
+            ..VolumeProjection::default()
+        }]);
+    }
+    let projected = volume.projected.as_ref()?;
+    Some(projected.sources.clone().unwrap_or_default())
 }
 
 /// Where a volume's content is on the host: its folder under `dir`, or the hostPath.
