@@ -22,6 +22,10 @@ struct Args {
     /// Address for the HTTPS endpoints (/validate, /healthz, /readyz, /metrics).
     #[arg(long, default_value = "0.0.0.0:9443")]
     listen: SocketAddr,
+    /// Listen on this address instead of --listen's (its port kept): with host networking, the
+    /// pod's own address (status.podIP) rather than every address of the node.
+    #[arg(long, env = "IPPOOL_WEBHOOK_BIND_ADDRESS")]
+    bind_address: Option<std::net::IpAddr>,
     /// PEM serving certificate (chain). Reloaded when the file changes.
     #[arg(long)]
     tls_cert: PathBuf,
@@ -110,10 +114,14 @@ async fn main() -> anyhow::Result<()> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let listener = TcpListener::bind(args.listen)
+    let listen = match args.bind_address {
+        Some(ip) => SocketAddr::new(ip, args.listen.port()),
+        None => args.listen,
+    };
+    let listener = TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding --listen {}", args.listen))?;
-    tracing::info!(address = %args.listen, "serving HTTPS");
+        .with_context(|| format!("binding {listen} (--listen, --bind-address)"))?;
+    tracing::info!(address = %listen, "serving HTTPS");
     let main_server = tokio::spawn(serve_tls(
         listener,
         tls,

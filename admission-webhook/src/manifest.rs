@@ -16,10 +16,11 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Namespace,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume, VolumeMount,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    Namespace, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Toleration, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{
@@ -484,15 +485,31 @@ fn deployment(ns: &str, image: &str) -> Deployment {
         image: Some(image.to_owned()),
         args: Some(vec![
             format!("--listen=0.0.0.0:{PORT}"),
+            // Host network: its own address, not the node's every one (and not a port shared
+            // with whatever else the node runs on other addresses).
+            "--bind-address=$(POD_IP)".to_owned(),
             format!("--tls-cert={TLS_MOUNT}/tls.crt"),
             format!("--tls-key={TLS_MOUNT}/tls.key"),
             "--log-json".to_owned(),
         ]),
-        env: Some(vec![EnvVar {
-            name: "RUST_LOG".to_owned(),
-            value: Some("info".to_owned()),
-            ..EnvVar::default()
-        }]),
+        env: Some(vec![
+            EnvVar {
+                name: "POD_IP".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "status.podIP".to_owned(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+            EnvVar {
+                name: "RUST_LOG".to_owned(),
+                value: Some("info".to_owned()),
+                ..EnvVar::default()
+            },
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("https".to_owned()),
             container_port: PORT,

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::calico::{Calico, Sandbox};
 use crate::cluster::{Cluster, NodeInfo};
 use crate::pod_status;
+use crate::run::{self, RunHandle, Runtime};
 use crate::sandboxes::{Record, RecordError, Records};
 
 /// Back-off before retrying a teardown that failed, as a kubelet retries killing a sandbox.
@@ -78,6 +79,8 @@ pub struct Kubelet {
     pub calico: Calico,
     pub start_delay: Duration,
     pub stop_delay: Duration,
+    /// Runs the containers of pods selected to run for real (`run::RUN_LABEL`).
+    pub runtime: Arc<Runtime>,
 }
 
 struct Worker {
@@ -97,6 +100,8 @@ struct Worker {
     timers: HashSet<String>,
     stopping: HashSet<String>,
     reported: HashSet<(String, String)>,
+    /// Pods whose containers run as processes, by UID.
+    runs: HashMap<String, RunHandle>,
 }
 
 /// Starts the worker of `node` with the sandboxes a previous run left on disk; it waits for the
@@ -125,6 +130,7 @@ pub fn spawn_worker(
         timers: HashSet::new(),
         stopping: HashSet::new(),
         reported: HashSet::new(),
+        runs: HashMap::new(),
     };
     tokio::spawn(worker.run(rx));
     Ok(handle)
@@ -240,6 +246,9 @@ impl Worker {
         let Some(pod) = self.pods.get(uid).cloned() else {
             return;
         };
+        if run::selected(&pod) {
+            return self.reconcile_run(&pod);
+        }
         let container_id = pod_status::container_id(uid);
         if is_terminal(&pod) {
             // A finished pod keeps its object but not its sandbox.
@@ -273,6 +282,41 @@ impl Worker {
             (Some(addresses), None) => self.report_running(&pod, &container_id, &addresses).await,
             (None, _) => self.set_up(&pod, &container_id).await,
         }
+    }
+
+    /// A pod that runs for real: on the node's address (host network, no sandbox), its
+    /// containers started once and stopped when it is deleted; the run reports its status.
+    fn reconcile_run(&mut self, pod: &Pod) {
+        let uid = uid_of(pod);
+        if pod.metadata.deletion_timestamp.is_some() {
+            if self.stopping.insert(uid.clone()) {
+                match self.runs.get(&uid) {
+                    Some(run) => run.stop(run::grace_period(pod)),
+                    None => self.after(Duration::ZERO, Work::StopDue(uid)),
+                }
+            }
+            return;
+        }
+        if is_terminal(pod) || self.runs.contains_key(&uid) {
+            return;
+        }
+        let Some(ip) = self.node_info().and_then(|n| n.internal_ip) else {
+            warn!(pod = pod_label(pod), node = %self.node, "the node has no InternalIP to run the pod on");
+            return;
+        };
+        let tx = self.tx.clone();
+        let stopped = uid.clone();
+        let run = run::start(
+            self.kubelet.runtime.clone(),
+            pod.clone(),
+            self.node.clone(),
+            ip,
+            Box::new(move || {
+                let _ = tx.send(Work::StopDue(stopped));
+            }),
+        );
+        info!(pod = pod_label(pod), node = %self.node, %ip, "running");
+        self.runs.insert(uid, run);
     }
 
     fn sandbox_of(&self, pod: &Pod, container_id: &str) -> Sandbox {
@@ -459,6 +503,7 @@ impl Worker {
 
     /// The stop delay has passed: tear the sandbox down, then complete the deletion.
     async fn stop(&mut self, uid: &str) {
+        self.runs.remove(uid);
         if !self.tear_down(&pod_status::container_id(uid)).await {
             self.after(TEARDOWN_RETRY_DELAY, Work::StopDue(uid.to_owned()));
             return;
@@ -495,6 +540,10 @@ impl Worker {
         self.failed.remove(uid);
         self.stopping.remove(uid);
         self.reported.retain(|(u, _)| u != uid);
+        if let Some(run) = self.runs.remove(uid) {
+            // Deleted outright: no grace period is left to honour.
+            run.stop(Duration::ZERO);
+        }
         if !self.tear_down(&pod_status::container_id(uid)).await {
             self.after(TEARDOWN_RETRY_DELAY, Work::CollectSandboxes);
         }

@@ -9,6 +9,7 @@ mod kubelet;
 mod nodes;
 mod options;
 mod pod_status;
+mod run;
 mod sandboxes;
 mod tunnels;
 mod watches;
@@ -27,6 +28,7 @@ use crate::calico::Calico;
 use crate::cluster::Cluster;
 use crate::kubelet::Kubelet;
 use crate::options::Options;
+use crate::run::Runtime;
 use crate::watches::Dispatch;
 
 #[tokio::main]
@@ -43,12 +45,13 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .with_context(|| format!("using kubeconfig {}", options.kubeconfig.display()))?;
+    let api_server = config.cluster_url.clone();
     let client = Client::try_from(config).context("building the Kubernetes client")?;
 
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
-        result = run(client, options) => result,
+        result = run(client, api_server, options) => result,
         _ = terminate.recv() => {
             info!("SIGTERM: exiting");
             Ok(())
@@ -61,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Registers the nodes, then plays their kubelets until the process is stopped.
-async fn run(client: Client, options: Options) -> anyhow::Result<()> {
+async fn run(client: Client, api_server: http::Uri, options: Options) -> anyhow::Result<()> {
     let state = options.state_dir();
     std::fs::create_dir_all(&state)
         .with_context(|| format!("creating the state folder {}", state.display()))?;
@@ -84,11 +87,26 @@ async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         .await
         .context("starting the fake data plane (cni-dataplane)")?;
 
+    // Container processes a previous sim left (killed with -9) go before any starts again.
+    run::reap_strays(&state);
+    if !options.images.is_empty() {
+        nodes::make_node_addresses_local()
+            .context("making the nodes' addresses local, for the pods that run on them")?;
+    }
+    let runtime = Arc::new(Runtime {
+        client: client.clone(),
+        images: options.images.iter().cloned().collect(),
+        api_host: api_server.host().unwrap_or("127.0.0.1").to_owned(),
+        api_port: api_server.port_u16().unwrap_or(443),
+        state: state.clone(),
+    });
+
     let names = options.node_names();
     nodes::register(
         client.clone(),
         &names,
         &options.node_prefix,
+        &api_server.to_string(),
         &options.node_labels.0,
     )
     .await?;
@@ -101,6 +119,7 @@ async fn run(client: Client, options: Options) -> anyhow::Result<()> {
         calico,
         start_delay: options.start_delay(),
         stop_delay: options.stop_delay(),
+        runtime,
     });
     let mut workers = HashMap::new();
     let mut tunnels = HashMap::new();

@@ -39,15 +39,41 @@ pub fn info(node: &Node) -> NodeInfo {
     }
 }
 
-/// A node's InternalIP: in 198.18.0.0/15 (reserved for benchmarking, so it meets no pool), offset
-/// by a hash of the prefix so that sims sharing a cluster rarely collide.
-pub fn internal_ip(prefix: &str, index: usize) -> IpAddr {
+/// The range of node addresses: reserved for benchmarking, so it meets no pool.
+pub const NODE_RANGE: &str = "198.18.0.0/15";
+
+/// A node's InternalIP: in [`NODE_RANGE`], consecutive per node from an offset hashed from the
+/// prefix and the cluster (its API server's URL), so that sims sharing a cluster, or clusters
+/// sharing this host (whose pods run on these addresses), rarely collide.
+pub fn internal_ip(prefix: &str, cluster: &str, index: usize) -> IpAddr {
     let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
-    let prefix_hash = prefix
+    let size = 1u32 << 17;
+    let seed = prefix
         .bytes()
+        .chain(cluster.bytes())
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    let offset = (prefix_hash % 32) * 4096 + (index as u32 % 4095) + 1;
+    let offset = seed.wrapping_add(index as u32) % (size - 2) + 1;
     IpAddr::V4(Ipv4Addr::from(base + offset))
+}
+
+/// Makes every address of [`NODE_RANGE`] local to this host, as 127.0.0.0/8 is (a `local` route
+/// on the loopback interface), so that pods running on a node's address can listen on it and
+/// anything here reach them. Loopback addresses themselves will not do: the API server refuses
+/// them in EndpointSlices. The route is shared by every sim of the host and left in place.
+pub fn make_node_addresses_local() -> std::io::Result<()> {
+    let output = std::process::Command::new("ip")
+        .args([
+            "route", "replace", "local", NODE_RANGE, "dev", "lo", "table", "local",
+        ])
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "ip route replace local {NODE_RANGE} dev lo table local: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
 }
 
 /// The `kubernetes.io/hostname` a kubelet on this node would report: the short host name. A node
@@ -111,6 +137,7 @@ async fn register_one(
     name: &str,
     index: usize,
     prefix: &str,
+    cluster: &str,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<(), kube::Error> {
     let labels = labels(name, extra_labels);
@@ -131,7 +158,7 @@ async fn register_one(
         }
         Err(e) => return Err(e),
     }
-    let status = ready_status(name, internal_ip(prefix, index));
+    let status = ready_status(name, internal_ip(prefix, cluster, index));
     let node = api
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
@@ -184,6 +211,7 @@ pub async fn register(
     client: Client,
     names: &[String],
     prefix: &str,
+    cluster: &str,
     extra_labels: &BTreeMap<String, String>,
 ) -> Result<(), RegistrationError> {
     let api: Api<Node> = Api::all(client);
@@ -191,7 +219,7 @@ pub async fn register(
         .map(|(index, name)| {
             let api = &api;
             async move {
-                register_one(api, name, index, prefix, extra_labels)
+                register_one(api, name, index, prefix, cluster, extra_labels)
                     .await
                     .map_err(|source| RegistrationError {
                         node: name.clone(),
@@ -211,12 +239,16 @@ mod tests {
 
     #[test]
     fn internal_ips_stay_in_the_benchmark_range_and_differ_per_node() {
-        let range: ipnet::IpNet = "198.18.0.0/15".parse().unwrap();
-        let a = internal_ip("sim-", 0);
-        let b = internal_ip("sim-", 1);
+        let range: ipnet::IpNet = NODE_RANGE.parse().unwrap();
+        let a = internal_ip("sim-", "https://127.0.0.1:6443", 0);
+        let b = internal_ip("sim-", "https://127.0.0.1:6443", 1);
         assert_ne!(a, b);
+        assert_ne!(a, internal_ip("sim-", "https://127.0.0.1:6444", 0));
         assert!(range.contains(&a) && range.contains(&b));
-        assert!(range.contains(&internal_ip("zzzzzzzz-", 4094)));
+        for index in [0, 4094, 200_000] {
+            let ip = internal_ip("zzzzzzzz-", "u", index);
+            assert!(range.contains(&ip) && ip != range.network() && ip != range.broadcast());
+        }
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct Options {
     /// nodes share one machine, so its cores, not the nodes, are the limit.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel_calico: u16,
+    /// The executable an image reference stands for, as REF=PATH (repeatable): pods labelled
+    /// sim.ippool.dev/run=true run their containers as processes of this host.
+    #[arg(long = "image", value_parser = parse_image)]
+    pub images: Vec<(String, PathBuf)>,
 }
 
 /// Node labels from `--node-labels`.
@@ -88,6 +92,17 @@ impl Options {
             let beside = self.kubeconfig.parent().unwrap_or(Path::new("."));
             beside.join(format!("{}calico-sim", self.node_prefix))
         })
+    }
+}
+
+fn parse_image(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((image, path)) if !image.is_empty() && !path.is_empty() => {
+            Ok((image.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "'{text}' is not an image mapping: write REF=PATH (e.g. localhost/web:1=/usr/bin/web)"
+        )),
     }
 }
 
@@ -139,5 +154,11 @@ mod tests {
         assert_eq!(o.cni_kubeconfig(), Path::new("/k"));
         assert_eq!(o.state_dir(), Path::new("/sim-calico-sim"));
         assert!(Options::try_parse_from(["calico-sim", "--nodes", "1"]).is_err());
+        assert!(o.images.is_empty());
+        assert_eq!(
+            parse_image("localhost/web:1=/usr/bin/web").unwrap(),
+            ("localhost/web:1".to_owned(), PathBuf::from("/usr/bin/web"))
+        );
+        assert!(parse_image("web").unwrap_err().contains("REF=PATH"));
     }
 }

@@ -1,5 +1,5 @@
 //! What a kubelet writes about a pod: sandbox identity, status patches for a running, ready or
-//! stuck pod, and the event for a failed sandbox. (The CNI's annotations are Calico's to write.)
+//! stuck pod, and its Warning events (a failed sandbox). (The CNI's annotations are Calico's to write.)
 
 use std::net::IpAddr;
 
@@ -203,6 +203,18 @@ pub fn shows_sandbox_failure(pod: &Pod) -> bool {
 
 /// The Warning event a kubelet records when the CNI plugin fails to set up a sandbox.
 pub fn sandbox_failed_event(pod: &Pod, node: &str, container_id: &str, error: &str) -> Event {
+    warning_event(
+        pod,
+        node,
+        "FailedCreatePodSandBox",
+        &format!(
+            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"{container_id}\": plugin type=\"calico\" failed (add): {error}"
+        ),
+    )
+}
+
+/// A Warning event about the pod, as the kubelet of `node` records it.
+pub fn warning_event(pod: &Pod, node: &str, reason: &str, message: &str) -> Event {
     let now = Timestamp::now();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
     Event {
@@ -220,10 +232,8 @@ pub fn sandbox_failed_event(pod: &Pod, node: &str, container_id: &str, error: &s
             resource_version: pod.metadata.resource_version.clone(),
             ..ObjectReference::default()
         },
-        reason: Some("FailedCreatePodSandBox".to_owned()),
-        message: Some(format!(
-            "Failed to create pod sandbox: rpc error: code = Unknown desc = failed to setup network for sandbox \"{container_id}\": plugin type=\"calico\" failed (add): {error}"
-        )),
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
         type_: Some("Warning".to_owned()),
         source: Some(EventSource {
             component: Some("kubelet".to_owned()),

@@ -40,6 +40,8 @@ pub struct SimOptions {
     pub start_delay_ms: u64,
     /// Delay before a deleted pod's address is released and its deletion completed.
     pub stop_delay_ms: u64,
+    /// Image reference → executable, for pods labelled `sim.ippool.dev/run=true` (run for real).
+    pub images: Vec<(String, PathBuf)>,
 }
 
 impl Default for SimOptions {
@@ -50,6 +52,7 @@ impl Default for SimOptions {
             node_labels: Vec::new(),
             start_delay_ms: 0,
             stop_delay_ms: 0,
+            images: Vec::new(),
         }
     }
 }
@@ -142,6 +145,12 @@ impl SimOptions {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             args.extend(["--node-labels".to_owned(), labels.join(",")]);
+        }
+        for (image, executable) in &self.images {
+            args.extend([
+                "--image".to_owned(),
+                format!("{image}={}", path(executable)),
+            ]);
         }
         args
     }

@@ -6,4 +6,5 @@
 
 mod common;
 mod restarts;
+mod running;
 mod workloads;
