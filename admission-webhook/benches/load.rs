@@ -24,8 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use admission_webhook::certs::{GeneratedTls, generate_tls};
-use admission_webhook::manifest::{self, validating_webhook_configuration};
 use bench_record::Record;
 use harness::{ControlPlane, workspace_bin};
 use hdrhistogram::Histogram;
@@ -43,6 +41,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
+use webhook_manifest::tls::{GeneratedTls, generate_tls};
+use webhook_manifest::{self as manifest, validating_webhook_configuration};
 
 const CONNECTIONS: usize = 16;
 const SEEDED_POOLS: usize = 20;

@@ -3,12 +3,11 @@
 //! whichever client makes them.
 //!
 //! Layout: [`handlers`] translates AdmissionReviews to rule checks, [`state`] holds what verdicts
-//! are made from, [`server`] is the HTTP/TLS edge, [`certs`] serves and generates TLS material,
-//! [`metrics`] counts, and [`manifest`] renders the deployment.
+//! are made from, [`server`] is the HTTP/TLS edge, [`certs`] serves TLS material, and [`metrics`]
+//! counts. The deployment is rendered by the `webhook-manifest` crate.
 
 pub mod certs;
 pub mod handlers;
-pub mod manifest;
 pub mod metrics;
 pub mod server;
 pub mod state;

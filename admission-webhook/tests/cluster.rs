@@ -10,8 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use admission_webhook::certs::generate_tls;
-use admission_webhook::manifest::{self, Options, validating_webhook_configuration};
 use harness::{ControlPlane, Expected, Sim, SimOptions, wait_for_all, workspace_bin};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -23,6 +21,8 @@ use kube::api::{Api, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use serde_json::json;
+use webhook_manifest::tls::generate_tls;
+use webhook_manifest::{self as manifest, Options, validating_webhook_configuration};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 const STARTUP: Duration = Duration::from_secs(120);

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admission_webhook::certs::{CertReloader, GeneratedTls, generate_tls, server_config};
+use admission_webhook::certs::{CertReloader, server_config};
 use admission_webhook::server::{router, serve_tls};
 use admission_webhook::state::{AppState, Exemptions, FixedContext};
 use axum::body::Bytes;
@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
+use webhook_manifest::tls::{GeneratedTls, generate_tls};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,10 +1,7 @@
-//! TLS material: generating a CA and serving certificate (for `webhook manifest` and tests) and serving
-//! a certificate pair from files that may be replaced on disk while the server runs.
+//! Serving a certificate pair from files that may be replaced on disk while the server runs.
 
-mod generate;
 mod reload;
 
-pub use generate::{GeneratedTls, generate_tls};
 pub use reload::{CertReloader, CertWatch, server_config};
 
 use std::path::PathBuf;
@@ -37,8 +34,6 @@ pub enum CertError {
         #[source]
         source: notify::Error,
     },
-    #[error("cannot generate certificates: {0}")]
-    Generate(#[from] rcgen::Error),
     #[error("TLS configuration rejected: {0}")]
     Tls(#[from] rustls::Error),
 }

@@ -210,9 +210,9 @@ fn parse_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::generate_tls;
+    use webhook_manifest::tls::generate_tls;
 
-    fn write_pair(dir: &Path, tls: &crate::certs::GeneratedTls) -> (PathBuf, PathBuf) {
+    fn write_pair(dir: &Path, tls: &webhook_manifest::tls::GeneratedTls) -> (PathBuf, PathBuf) {
         let cert = dir.join("tls.crt");
         let key = dir.join("tls.key");
         std::fs::write(&cert, &tls.cert_pem).unwrap();

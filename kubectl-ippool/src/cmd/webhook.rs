@@ -1,7 +1,7 @@
 //! `kubectl ippool webhook manifest`: the admission webhook's complete manifests on stdout.
 
-use admission_webhook::manifest::{self, DEFAULT_NAMESPACE, Options};
 use clap::{Args, Subcommand};
+use webhook_manifest::{self as manifest, DEFAULT_NAMESPACE, Options};
 
 use super::Outcome;
 

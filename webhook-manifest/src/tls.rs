@@ -1,10 +1,10 @@
+//! TLS material for a self-signed install and for tests: a CA and a serving certificate it signed.
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
-
-use super::CertError;
 
 /// A CA and a serving certificate it signed, all PEM.
 #[derive(Clone)]
@@ -31,7 +31,7 @@ const SERVING_VALIDITY: Duration = Duration::days(730);
 
 /// Generates a fresh CA and a serving certificate for `names` (DNS names or IP addresses; the first is
 /// also the common name). The CA key is dropped: nothing can sign with it after this returns.
-pub fn generate_tls(names: &[String]) -> Result<GeneratedTls, CertError> {
+pub fn generate_tls(names: &[String]) -> Result<GeneratedTls, TlsError> {
     let now = OffsetDateTime::now_utc();
     // Clocks of API servers and nodes drift; a certificate valid from "now" can be refused for minutes.
     let not_before = now - Duration::hours(1);
@@ -128,4 +128,10 @@ mod tests {
         let tls = generate_tls(&["a.svc".to_owned()]).unwrap();
         assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot generate certificates: {0}")]
+    Generate(#[from] rcgen::Error),
 }

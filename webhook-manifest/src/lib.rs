@@ -3,7 +3,10 @@
 //! cert-manager (CA injection) or from a CA and serving certificate generated on the spot.
 //!
 //! `admission-webhook/deploy/` holds the cert-manager rendering with the defaults; a test keeps it
-//! equal to what this module renders.
+//! equal to what this crate renders. It is a crate of its own so that the plugin's `webhook
+//! manifest` links no server.
+
+pub mod tls;
 
 use std::collections::BTreeMap;
 
@@ -31,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use crate::certs::{CertError, GeneratedTls, generate_tls};
+use crate::tls::{GeneratedTls, TlsError, generate_tls};
 
 pub const DEFAULT_NAMESPACE: &str = "ippool-system";
 /// Name of every object of the deployment (and of its ServiceAccount and ClusterRole).
@@ -79,7 +82,7 @@ pub enum ManifestError {
     #[error("the image reference is empty: pass --image REGISTRY/REPOSITORY:TAG")]
     Image,
     #[error(transparent)]
-    Certificates(#[from] CertError),
+    Certificates(#[from] TlsError),
     #[error("cannot render {kind} as YAML: {reason}")]
     Yaml { kind: String, reason: String },
 }
@@ -762,12 +765,12 @@ mod tests {
     }
 
     /// `admission-webhook/deploy/` is the default cert-manager rendering. To refresh it:
-    /// `UPDATE_DEPLOY=1 cargo test -p admission-webhook --lib deploy_manifest_is_current`.
+    /// `UPDATE_DEPLOY=1 cargo test -p webhook-manifest --lib deploy_manifest_is_current`.
     #[test]
     fn deploy_manifest_is_current() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/deploy/ippool-admission-webhook.yaml"
+            "/../admission-webhook/deploy/ippool-admission-webhook.yaml"
         );
         let fresh = render(&Options::cert_manager(DEFAULT_NAMESPACE, &default_image())).unwrap();
         if std::env::var_os("UPDATE_DEPLOY").is_some() {
@@ -776,7 +779,7 @@ mod tests {
         let on_disk = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             on_disk == fresh,
-            "{path} differs from the rendering; run UPDATE_DEPLOY=1 cargo test -p admission-webhook --lib deploy_manifest_is_current"
+            "{path} differs from the rendering; run UPDATE_DEPLOY=1 cargo test -p webhook-manifest --lib deploy_manifest_is_current"
         );
     }
 }
