@@ -3,11 +3,12 @@
 //! whichever client makes them.
 //!
 //! Layout: [`handlers`] translates AdmissionReviews to rule checks, [`state`] holds what verdicts
-//! are made from, [`server`] is the HTTP/TLS edge, [`certs`] serves TLS material, and [`metrics`]
-//! counts. The deployment is rendered by the `webhook-manifest` crate.
+//! are made from, [`server`] is the HTTP/TLS edge, [`certs`] serves TLS material, [`metrics`]
+//! counts, and [`run`] puts them together for the binary. The deployment is rendered by the `webhook-manifest` crate.
 
 pub mod certs;
 pub mod handlers;
 pub mod metrics;
+pub mod run;
 pub mod server;
 pub mod state;

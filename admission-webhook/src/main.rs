@@ -1,18 +1,14 @@
+//! `admission-webhook`: flags, logging and the Kubernetes client; [`admission_webhook::run`] does the rest.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use admission_webhook::certs::{CertReloader, server_config};
-use admission_webhook::server::{metrics_router, router, serve_tls};
-use admission_webhook::state::{AppState, Exemption, Exemptions};
-use anyhow::{Context as _, bail};
+use admission_webhook::run::{Settings, run};
+use admission_webhook::state::{Exemption, Exemptions};
+use anyhow::Context as _;
 use clap::Parser;
 use ipnet::IpNet;
-use ippool_cluster::discovery::{CidrFlags, Outcome, discover};
-use ippool_cluster::view::{ClusterView, StaticContext};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// Validating admission webhook for Calico IP pools: refuses unsafe changes (blockSize or CIDR
 /// edits, pools outside the cluster CIDR, deleting pools in use) from every client.
@@ -59,101 +55,29 @@ async fn main() -> anyhow::Result<()> {
     init_logging(args.log_json);
     // kube's TLS and ours both use ring; one process-wide provider avoids ambiguity.
     let _ = rustls::crypto::ring::default_provider().install_default();
-
-    let reloader = CertReloader::load(&args.tls_cert, &args.tls_key)?;
-    let _cert_watch = reloader.watch()?;
-    let tls = server_config(Arc::clone(&reloader))?;
-
-    let exemptions = Exemptions::new(args.exempt.iter().cloned());
-    if exemptions.covers_calico_api_server() {
-        tracing::warn!(
-            "the exemptions cover Calico's API server service account: every projectcalico.org/v3 \
-             write it stores will skip the rules"
-        );
-    }
-
     let client = kube_client(args.kubeconfig.as_deref()).await?;
-    let flags = CidrFlags {
-        cluster_cidrs: args.cluster_cidr.clone(),
-        service_cidrs: args.service_cidr.clone(),
+    let mut shutdown = Box::pin(shutdown_signal());
+    let settings = Settings {
+        listen: match args.bind_address {
+            Some(ip) => SocketAddr::new(ip, args.listen.port()),
+            None => args.listen,
+        },
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        cluster_cidrs: args.cluster_cidr,
+        service_cidrs: args.service_cidr,
+        metrics_listen: args.metrics_listen,
+        exemptions: Exemptions::new(args.exempt),
     };
-    let discovery = discover(&client, &flags).await;
-    for attempt in &discovery.attempts {
-        tracing::info!(source = %attempt.source, outcome = ?attempt.outcome, "cluster CIDR discovery");
-    }
-    if let Some(failed) = discovery
-        .attempts
-        .iter()
-        .find(|a| matches!(a.outcome, Outcome::Failed { .. }))
-    {
-        bail!(
-            "cluster CIDR discovery could not complete ({:?} from {}); is the API server reachable?",
-            failed.outcome,
-            failed.source
-        );
-    }
-    let statics = StaticContext {
-        cluster_cidrs: discovery.cluster_cidrs(),
-        service_cidrs: discovery.service_cidrs(),
-    };
-    match &statics.cluster_cidrs {
-        Some(found) => tracing::info!(cidrs = ?found.cidrs, source = %found.source, "cluster CIDR"),
-        None => tracing::warn!(
-            "no cluster CIDR found: pools are not checked against the pod CIDR (pass --cluster-cidr)"
-        ),
-    }
-
-    let view = ClusterView::start(client, statics)
-        .await
-        .context("starting the IP pool and IPAM block watches")?;
-    tracing::info!(groups = ?view.pool_groups(), "watching IP pools");
-    let state = Arc::new(AppState::new(Arc::new(view), exemptions));
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-
-    let listen = match args.bind_address {
-        Some(ip) => SocketAddr::new(ip, args.listen.port()),
-        None => args.listen,
-    };
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen} (--listen, --bind-address)"))?;
-    tracing::info!(address = %listen, "serving HTTPS");
-    let main_server = tokio::spawn(serve_tls(
-        listener,
-        tls,
-        router(Arc::clone(&state)),
-        stopped(stop_rx.clone()),
-    ));
-
-    let metrics_server = match args.metrics_listen {
-        Some(address) => {
-            let listener = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("binding --metrics-listen {address}"))?;
-            tracing::info!(%address, "serving metrics over HTTP");
-            let app = metrics_router(Arc::clone(&state));
-            let shutdown = stopped(stop_rx.clone());
-            Some(tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }))
+    // A broken signal handler is reported, never mistaken for a request to stop.
+    let mut signal_error = None;
+    run(settings, client, async {
+        if let Err(e) = (&mut shutdown).await {
+            signal_error = Some(e);
         }
-        None => None,
-    };
-
-    shutdown_signal().await?;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    main_server.await?;
-    if let Some(server) = metrics_server {
-        server.await??;
-    }
-    Ok(())
+    })
+    .await?;
+    signal_error.map_or(Ok(()), Err)
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
