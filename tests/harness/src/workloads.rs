@@ -280,3 +280,45 @@ pub async fn label_node(client: &Client, node: &str, labels: Value) {
 pub fn pinned(node: &str) -> Value {
     json!({"spec": {"nodeSelector": {"kubernetes.io/hostname": node}}})
 }
+
+/// `kubectl --kubeconfig <cp> ARGS…` (the cluster's own kubectl) with `stdin`; panics with its
+/// stderr unless it succeeds, and returns its stdout.
+pub fn kubectl(cp: &ControlPlane, args: &[&str], stdin: &str) -> String {
+    let mut child = std::process::Command::new(cp.binaries().join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin.as_bytes())
+        .unwrap_or_else(|e| panic!("stdin to kubectl {args:?}: {e}"));
+    let output = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("kubectl writes UTF-8")
+}
+
+/// Applies manifest documents (as a `v1` List) with kubectl, as a user would apply the file.
+pub fn apply(cp: &ControlPlane, documents: &[Value]) {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
+    kubectl(cp, &["apply", "-f", "-"], &list.to_string());
+}
+
+/// The image of the first container of the manifest's Deployment (what a sim `--image` maps).
+pub fn deployment_image(documents: &[Value]) -> String {
+    documents
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .and_then(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str())
+        .expect("the manifest's Deployment names an image")
+        .to_owned()
+}

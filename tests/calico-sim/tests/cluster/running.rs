@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use harness::workloads::*;
 use harness::{SimOptions, wait_for, wait_for_all, workspace_bin};
@@ -285,42 +285,13 @@ fn webhook_manifest() -> Vec<Value> {
     documents
 }
 
-fn image_of(documents: &[Value]) -> String {
-    documents
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .and_then(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str())
-        .expect("the Deployment's image")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_admission_webhook_runs_from_its_manifests_and_judges_pool_writes() {
     let documents = webhook_manifest();
-    let image = image_of(&documents);
+    let image = deployment_image(&documents);
     let env = with_images(2, vec![(image, workspace_bin("admission-webhook"))]).await;
     let client = &env.client;
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": documents});
-    let mut apply = Command::new(env.cp.binaries().join("kubectl"))
-        .args(["--kubeconfig"])
-        .arg(env.cp.kubeconfig())
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl apply");
-    std::io::Write::write_all(
-        &mut apply.stdin.take().unwrap(),
-        list.to_string().as_bytes(),
-    )
-    .expect("manifest to kubectl");
-    let applied = apply.wait_with_output().expect("kubectl apply");
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    apply(&env.cp, &documents);
 
     let selector = "app.kubernetes.io/name=ippool-admission-webhook";
     let running = wait_running(client, "ippool-system", selector, 2).await;
