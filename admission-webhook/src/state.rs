@@ -12,8 +12,10 @@ use k8s_openapi::api::authentication::v1::UserInfo;
 use crate::metrics::Metrics;
 
 /// The service account Calico's API server writes `crd.projectcalico.org/v1` objects as, for
-/// every `projectcalico.org/v3` request it serves. Exempting it would exempt all v3 writes.
-pub const CALICO_API_SERVER_USER: &str = "system:serviceaccount:calico-apiserver:calico-api-server";
+/// every `projectcalico.org/v3` request it serves. Exempting it would exempt all v3 writes. Its
+/// ServiceAccount is `calico-apiserver` in namespace `calico-apiserver` (Calico v3.31.0's
+/// `manifests/apiserver.yaml`, the one `kubectl-ippool/tests/calico_apiserver.rs` runs).
+pub const CALICO_API_SERVER_USER: &str = "system:serviceaccount:calico-apiserver:calico-apiserver";
 
 /// Where verdicts get their view of the cluster.
 pub trait ContextSource: Send + Sync {
@@ -254,6 +256,12 @@ mod tests {
         );
         let wide = Exemptions::new(["group:system:serviceaccounts".parse().unwrap()]);
         assert!(wide.covers_calico_api_server());
+        let exact = Exemptions::new([CALICO_API_SERVER_USER.parse().unwrap()]);
+        assert!(exact.covers_calico_api_server());
+        assert_eq!(
+            CALICO_API_SERVER_USER,
+            "system:serviceaccount:calico-apiserver:calico-apiserver"
+        );
     }
 
     #[test]
