@@ -10,7 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use harness::workloads::{IPIP_TUNNEL_ANNOTATION, wait_tunnel_addresses};
 use harness::{ControlPlane, Expected, Sim, SimOptions, wait_for_all, workspace_bin};
+use ipnet::IpNet;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration, WebhookClientConfig,
@@ -312,7 +314,7 @@ async fn the_api_server_refuses_unsafe_pool_changes_and_allows_the_migration_ord
     assert!(exempt.stderr.contains("Warning: exempt (user system:serviceaccount:tigera-operator:tigera-operator), would be denied: IPP022"), "{}", exempt.stderr);
 
     // Pods take addresses in the old pool.
-    let _sim = Sim::start(&cp, SimOptions::default()).unwrap();
+    let sim = Sim::start(&cp, SimOptions::default()).unwrap();
     let client = cp.client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let web: Deployment = serde_json::from_value(json!({
@@ -333,6 +335,17 @@ async fn the_api_server_refuses_unsafe_pool_changes_and_allows_the_migration_ord
     assert_allowed(&kubectl.apply(&v1_pool("new", "10.2.0.0/16", "")));
     let disable = kubectl.apply(&v1_pool("old", "10.1.0.0/16", "  disabled: true\n"));
     assert_allowed(&disable);
+    // calico-node moves the nodes' IPIP tunnel addresses to the enabled pool; what is left in the
+    // old one is the pods' addresses.
+    let new_pool: IpNet = "10.2.0.0/16".parse().unwrap();
+    wait_tunnel_addresses(
+        &client,
+        &sim.options().node_names(),
+        IPIP_TUNNEL_ANNOTATION,
+        "tunnel addresses in the new pool",
+        |a| a.is_some_and(|a| new_pool.contains(&a)),
+    )
+    .await;
     // ...which may not be deleted while its blocks hold the pods' addresses...
     assert_refused(
         &kubectl.delete_pool("old"),

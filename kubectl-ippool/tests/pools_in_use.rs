@@ -6,9 +6,11 @@ mod support;
 
 use std::time::Duration;
 
+use harness::workloads::{IPIP_TUNNEL_ANNOTATION, wait_tunnel_addresses};
 use harness::{Expected, Sim, SimOptions, wait_for_all};
+use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
@@ -41,33 +43,10 @@ async fn pods_with_addresses(pods: &Api<Pod>, count: usize) -> Vec<Pod> {
     .expect("pods get addresses")
 }
 
-/// Waits until every node's IPIP tunnel address is inside `prefix` (calico-node moves it when its
-/// pool is disabled and another enabled pool has IPIP).
-async fn tunnels_in(nodes: &Api<Node>, prefix: &str) {
-    wait_for_all(
-        nodes,
-        watcher::Config::default(),
-        &format!("tunnel addresses in {prefix}"),
-        |nodes: &[Node]| {
-            !nodes.is_empty()
-                && nodes.iter().all(|n| {
-                    n.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get("projectcalico.org/IPv4IPIPTunnelAddr"))
-                        .is_some_and(|a| a.starts_with(prefix))
-                })
-        },
-        WAIT,
-    )
-    .await
-    .expect("tunnel addresses move");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_in_use_are_shown_and_protected() {
     let cp = control_plane();
-    let _sim = Sim::start(&cp, SimOptions::default()).expect("calico-sim starts");
+    let sim = Sim::start(&cp, SimOptions::default()).expect("calico-sim starts");
     let client = cp.client().await;
 
     ippool(
@@ -273,7 +252,15 @@ async fn pools_in_use_are_shown_and_protected() {
     )
     .await
     .expect("pods are gone");
-    tunnels_in(&Api::all(client.clone()), "10.2.").await;
+    let moved: IpNet = "10.2.0.0/16".parse().unwrap();
+    wait_tunnel_addresses(
+        &client,
+        &sim.options().node_names(),
+        IPIP_TUNNEL_ANNOTATION,
+        "tunnel addresses in 10.2.0.0/16",
+        |a| a.is_some_and(|a| moved.contains(&a)),
+    )
+    .await;
 
     let deleted = ippool(&cp, &["delete", "blue"]).expect(0);
     assert!(

@@ -40,12 +40,12 @@ pub fn tunnel_names(
         Encapsulation::Ipip => (
             format!("ipip-tunnel-addr-{node}"),
             "ipipTunnelAddress",
-            "projectcalico.org/IPv4IPIPTunnelAddr",
+            IPIP_TUNNEL_ANNOTATION,
         ),
         Encapsulation::Vxlan => (
             format!("vxlan-tunnel-addr-{node}"),
             "vxlanTunnelAddress",
-            "projectcalico.org/IPv4VXLANTunnelAddr",
+            VXLAN_TUNNEL_ANNOTATION,
         ),
     }
 }

@@ -207,10 +207,20 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
     create_deployment(client, "default", &deployment("web", 4, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 4).await;
     assert_all_in(&pods, workloads);
+    // calico-node takes tunnel addresses only from pools allowing Tunnel use (its allocator runs
+    // beside the pods: wait for it).
+    let nodes = env.sim.options().node_names();
+    wait_tunnel_addresses(
+        client,
+        &nodes,
+        IPIP_TUNNEL_ANNOTATION,
+        "IPIP tunnel addresses in the Tunnel pool",
+        |a| a.is_some_and(|a| tunnels.contains(&a)),
+    )
+    .await;
     let ipam = assert_calico_consistent(client, &pods).await;
-    // calico-node takes tunnel addresses only from pools allowing Tunnel use.
     let allocations = ipam.allocations();
-    for node in ["sim-0", "sim-1"] {
+    for node in &nodes {
         let (handle, _, _) = tunnel_names(ippool_rules::model::Encapsulation::Ipip, node);
         let held = ipam.handle_addresses(&handle);
         assert_eq!(held.len(), 1, "{node}: {held:?}");

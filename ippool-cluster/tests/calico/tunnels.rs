@@ -7,10 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use ippool_cluster::names;
 use ippool_rules::model::Encapsulation;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::Api;
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt as _};
+use kube::Client;
 use serde_json::json;
 
 use crate::common::*;
@@ -26,32 +23,8 @@ async fn wait_tunnels(
     ok: impl Fn(Option<IpAddr>) -> bool,
 ) -> BTreeMap<String, Option<IpAddr>> {
     let (_, _, annotation) = tunnel_names(encapsulation, "");
-    let address = |node: &Node| -> Option<IpAddr> {
-        node.annotations()
-            .get(annotation)
-            .and_then(|a| a.parse().ok())
-    };
-    let nodes = harness::wait_for_all(
-        &Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        what,
-        |nodes: &[Node]| {
-            NODES.iter().all(|name| {
-                nodes
-                    .iter()
-                    .find(|n| n.name_any() == *name)
-                    .is_some_and(|n| ok(address(n)))
-            })
-        },
-        TIMEOUT,
-    )
-    .await
-    .unwrap();
-    nodes
-        .iter()
-        .filter(|n| NODES.contains(&n.name_any().as_str()))
-        .map(|n| (n.name_any(), address(n)))
-        .collect()
+    let nodes = NODES.map(str::to_owned);
+    wait_tunnel_addresses(client, &nodes, annotation, what, ok).await
 }
 
 /// Each node's tunnel address is held in IPAM under its tunnel handle with Calico's attributes.

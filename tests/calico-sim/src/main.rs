@@ -33,6 +33,9 @@ use crate::watches::Dispatch;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // First: a SIGTERM that comes while the kubeconfig is read is still a clean stop.
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -48,8 +51,6 @@ async fn main() -> anyhow::Result<()> {
     let api_server = config.cluster_url.clone();
     let client = Client::try_from(config).context("building the Kubernetes client")?;
 
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         result = run(client, api_server, options) => result,
         _ = terminate.recv() => {
@@ -110,6 +111,7 @@ async fn run(client: Client, api_server: http::Uri, options: Options) -> anyhow:
         &options.node_labels.0,
     )
     .await?;
+    // The harness waits for this line (tests/harness/src/sim.rs, REGISTERED).
     info!(nodes = names.len(), prefix = %options.node_prefix, state = %state.display(), "nodes registered");
 
     let cluster = Arc::new(Cluster::new());

@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    io::{self, Write},
+    io::{self, BufRead as _, Write},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::Duration,
@@ -28,6 +28,9 @@ const CALICO_BINARIES: [&str; 4] = ["calico", "calico-ipam", "tunnel-addresses",
 /// How long calico-sim gets to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// The line calico-sim logs once its nodes are registered (its `main.rs`).
+const REGISTERED: &[u8] = b"nodes registered";
+
 /// The command line of calico-sim (see `calico-sim --help`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimOptions {
@@ -42,6 +45,15 @@ pub struct SimOptions {
     pub stop_delay_ms: u64,
     /// Image reference → executable, for pods labelled `sim.ippool.dev/run=true` (run for real).
     pub images: Vec<(String, PathBuf)>,
+}
+
+impl SimOptions {
+    /// The names the sim gives its nodes: the prefix and an index.
+    pub fn node_names(&self) -> Vec<String> {
+        (0..self.nodes)
+            .map(|i| format!("{}{i}", self.node_prefix))
+            .collect()
+    }
 }
 
 impl Default for SimOptions {
@@ -175,6 +187,10 @@ struct SimProcess {
     child: Child,
     /// Turns true when the sim's output pipe closes, i.e. when the process has exited.
     exited: watch::Receiver<bool>,
+    /// Turns true when this process says it has registered its nodes. Nodes a killed sim left
+    /// stay Ready, so after a restart only this tells that the new process is up (and has its
+    /// SIGTERM handler).
+    registered: watch::Receiver<bool>,
 }
 
 impl Sim {
@@ -252,7 +268,7 @@ impl Sim {
 
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
         let process = self.spawn()?;
-        let exited = process.exited.clone();
+        let (exited, mut registered) = (process.exited.clone(), process.registered.clone());
         self.process = Some(process);
         let timeout =
             Duration::from_secs(30) + Duration::from_millis(100) * self.options.nodes as u32;
@@ -274,9 +290,15 @@ impl Sim {
                 },
                 timeout,
             );
+            let up = async move {
+                if registered.wait_for(|r| *r).await.is_err() {
+                    return Ok(false);
+                }
+                ready.await.map(|_| true)
+            };
             let mut exited = exited;
             tokio::select! {
-                ready = ready => ready.map(|_| true),
+                up = up => up,
                 _ = exited.wait_for(|gone| *gone) => Ok(false),
             }
         });
@@ -301,7 +323,7 @@ impl Sim {
             source,
         };
         // One pipe for stdout and stderr: its end of file tells us the process has exited.
-        let (mut reader, writer) = io::pipe().map_err(spawn_error)?;
+        let (reader, writer) = io::pipe().map_err(spawn_error)?;
         let child = Command::new(&self.binary)
             .args(&args)
             .stdin(Stdio::null())
@@ -310,13 +332,26 @@ impl Sim {
             .spawn()
             .map_err(spawn_error)?;
         let (gone, exited) = watch::channel(false);
+        let (up, registered) = watch::channel(false);
         std::thread::spawn(move || {
-            // Copy errors only mean a lost log line; the end of the pipe is what matters.
-            let _ = io::copy(&mut reader, &mut log);
+            let mut reader = io::BufReader::new(reader);
+            let mut line = Vec::new();
+            // A read error ends the output as its end does; a failed log write only loses a line.
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let _ = log.write_all(&line);
+                if line.windows(REGISTERED.len()).any(|w| w == REGISTERED) {
+                    up.send_replace(true);
+                }
+                line.clear();
+            }
             gone.send_replace(true);
         });
         process::append_record(&self.cluster_dir, "calico-sim", child.id())?;
-        Ok(SimProcess { child, exited })
+        Ok(SimProcess {
+            child,
+            exited,
+            registered,
+        })
     }
 
     fn exited_error(&mut self, when: &str) -> HarnessError {

@@ -2,6 +2,7 @@
 //! IPAM configuration written through the API (`crd.projectcalico.org/v1`, as the plugin's users
 //! write them), namespaces, Deployments and DaemonSets, and waits for their pods, driven by watches.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -240,6 +241,53 @@ pub async fn wait_sandbox_failure(
         .find(matching)
         .and_then(|e| e.message)
         .unwrap_or_default()
+}
+
+/// The Node annotations in which Calico's datastore keeps a node's tunnel addresses (written by
+/// calico-node's allocator after it has allocated the address in IPAM).
+pub const IPIP_TUNNEL_ANNOTATION: &str = "projectcalico.org/IPv4IPIPTunnelAddr";
+pub const VXLAN_TUNNEL_ANNOTATION: &str = "projectcalico.org/IPv4VXLANTunnelAddr";
+
+/// Waits until the tunnel address each of `nodes` carries in `annotation` (None: it has none)
+/// satisfies `ok`, and returns those addresses by node. The allocator runs beside the pods, so a
+/// test that counts tunnel addresses waits for them here first.
+pub async fn wait_tunnel_addresses(
+    client: &Client,
+    nodes: &[String],
+    annotation: &str,
+    what: &str,
+    ok: impl Fn(Option<IpAddr>) -> bool,
+) -> BTreeMap<String, Option<IpAddr>> {
+    let address = |node: &Node| -> Option<IpAddr> {
+        node.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotation))
+            .and_then(|a| a.parse().ok())
+    };
+    let listed = wait_for_all(
+        &Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        what,
+        |listed: &[Node]| {
+            nodes.iter().all(|name| {
+                listed
+                    .iter()
+                    .find(|n| n.metadata.name.as_ref() == Some(name))
+                    .is_some_and(|n| ok(address(n)))
+            })
+        },
+        TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    listed
+        .iter()
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            nodes.contains(&name).then(|| (name, address(n)))
+        })
+        .collect()
 }
 
 pub fn pod_ips(pod: &Pod) -> Vec<IpAddr> {
