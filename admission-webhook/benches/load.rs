@@ -41,8 +41,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
+use webhook_manifest::registration::validating_webhook_configuration;
 use webhook_manifest::tls::{GeneratedTls, generate_tls};
-use webhook_manifest::{self as manifest, validating_webhook_configuration};
+use webhook_manifest::{self as manifest};
 
 const CONNECTIONS: usize = 16;
 const SEEDED_POOLS: usize = 20;

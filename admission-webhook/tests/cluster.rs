@@ -23,8 +23,9 @@ use kube::api::{Api, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::watcher;
 use serde_json::json;
+use webhook_manifest::registration::validating_webhook_configuration;
 use webhook_manifest::tls::generate_tls;
-use webhook_manifest::{self as manifest, Options, validating_webhook_configuration};
+use webhook_manifest::{self as manifest, Options};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 const STARTUP: Duration = Duration::from_secs(120);
