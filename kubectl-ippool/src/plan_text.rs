@@ -12,9 +12,19 @@ fn pool(side: &PoolSide) -> String {
     format!("{} ({}{block})", side.name, side.cidr)
 }
 
-/// A migration's plan.
+/// A migration's plan: the pools, what the checks found, the workloads to move, the steps, and
+/// what blocks it.
 pub fn migration(plan: &Plan) -> String {
     let mut out = String::new();
+    pools_and_findings(&mut out, plan);
+    workloads(&mut out, plan);
+    notes(&mut out, plan);
+    steps(&mut out, plan);
+    blockers(&mut out, plan);
+    out
+}
+
+fn pools_and_findings(out: &mut String, plan: &Plan) {
     let target = match plan.target_action {
         TargetAction::Create => "to be created with the old pool's other settings",
         TargetAction::Enable => "exists, disabled: will be enabled",
@@ -37,7 +47,10 @@ pub fn migration(plan: &Plan) -> String {
             }
         }
     }
+}
 
+/// The table of workloads with pods in the old pool, and the addresses that move by themselves.
+fn workloads(out: &mut String, plan: &Plan) {
     let pods: usize = plan.moves.iter().map(|m| m.pods.len()).sum();
     let _ = writeln!(
         out,
@@ -100,7 +113,9 @@ pub fn migration(plan: &Plan) -> String {
             plan.from.name
         );
     }
+}
 
+fn notes(out: &mut String, plan: &Plan) {
     if !plan.disruptions.is_empty() {
         let _ = writeln!(out, "\nMoves that cannot be disruption-free");
         for d in &plan.disruptions {
@@ -113,7 +128,9 @@ pub fn migration(plan: &Plan) -> String {
             let _ = writeln!(out, "  {w}");
         }
     }
+}
 
+fn steps(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "\nSteps");
     let mut n = 0;
     let mut step = |text: String| {
@@ -156,7 +173,9 @@ pub fn migration(plan: &Plan) -> String {
             plan.from.name
         )),
     }
+}
 
+fn blockers(out: &mut String, plan: &Plan) {
     if plan.blockers.is_empty() {
         let _ = writeln!(out, "\nNo blockers.");
     } else {
@@ -170,7 +189,6 @@ pub fn migration(plan: &Plan) -> String {
             let _ = writeln!(out, "      fix: {}", b.fix);
         }
     }
-    out
 }
 
 /// A resize's plan: its four steps, what blocks it, and its first migration's plan.
