@@ -9,6 +9,7 @@
 //! 200-pod / 40-block run. Needs kubectl on PATH. Writes `bench-results/scale.json`.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -86,22 +87,31 @@ async fn seed(client: &Client, sizes: &Sizes) -> anyhow::Result<()> {
     );
 
     CalicoApi::<IpPool>::new(client.clone())
-        .create(&IpPool {
-            api_version: "crd.projectcalico.org/v1".to_owned(),
-            kind: "IPPool".to_owned(),
-            metadata: ObjectMeta {
-                name: Some("bench".to_owned()),
-                ..ObjectMeta::default()
-            },
-            spec: IpPoolSpec {
-                cidr: Some(pool_net.to_string()),
-                block_size: Some(26),
-                node_selector: Some("all()".to_owned()),
-                ..IpPoolSpec::default()
-            },
-        })
+        .create(&bench_pool(pool_net))
         .await?;
+    seed_nodes_and_namespaces(client).await?;
+    let seeded = SeededIpam::build(sizes, pool_net, per_block)?;
+    seeded.create(client).await
+}
 
+fn bench_pool(pool_net: IpNet) -> IpPool {
+    IpPool {
+        api_version: "crd.projectcalico.org/v1".to_owned(),
+        kind: "IPPool".to_owned(),
+        metadata: ObjectMeta {
+            name: Some("bench".to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: IpPoolSpec {
+            cidr: Some(pool_net.to_string()),
+            block_size: Some(26),
+            node_selector: Some("all()".to_owned()),
+            ..IpPoolSpec::default()
+        },
+    }
+}
+
+async fn seed_nodes_and_namespaces(client: &Client) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     create_all((0..NODES).collect(), |i| {
         let nodes = nodes.clone();
@@ -132,81 +142,108 @@ async fn seed(client: &Client, sizes: &Sizes) -> anyhow::Result<()> {
             Ok(())
         }
     })
-    .await?;
+    .await
+}
 
-    // Blocks with their allocations, affinities, and the pods and handles the allocations name.
-    let mut blocks = Vec::with_capacity(sizes.blocks);
-    let mut pods = Vec::with_capacity(sizes.pods);
-    let mut affinities = Vec::with_capacity(sizes.blocks);
-    for (b, net) in cidr::blocks(&pool_net, 26).take(sizes.blocks).enumerate() {
-        let node = format!("node-{}", b % NODES);
-        let mut block = allocation::new_block(net, Some(names::host_affinity(&node)), 1)?;
-        for p in (b * per_block)..((b + 1) * per_block).min(sizes.pods) {
-            let namespace = format!("ns-{}", p % NAMESPACES);
-            let name = format!("p-{p}");
-            let container = format!("{p:064x}");
-            let owner = BTreeMap::from([
-                ("namespace".to_owned(), namespace.clone()),
-                ("pod".to_owned(), name.clone()),
-                ("node".to_owned(), node.clone()),
-            ]);
-            let address =
-                allocation::assign(&mut block, 1, &names::pod_handle_id(&container), &owner)?[0];
-            pods.push((namespace, name, node.clone(), address, container, net));
+/// A seeded pod: namespace, name, node, address, container ID and the block it is in.
+type SeededPod = (String, String, String, IpAddr, String, IpNet);
+
+/// Blocks with their allocations, affinities, and the pods and handles the allocations name.
+struct SeededIpam {
+    blocks: Vec<IpamBlock>,
+    affinities: Vec<BlockAffinity>,
+    pods: Vec<SeededPod>,
+}
+
+impl SeededIpam {
+    fn build(sizes: &Sizes, pool_net: IpNet, per_block: usize) -> anyhow::Result<SeededIpam> {
+        let mut blocks = Vec::with_capacity(sizes.blocks);
+        let mut pods = Vec::with_capacity(sizes.pods);
+        let mut affinities = Vec::with_capacity(sizes.blocks);
+        for (b, net) in cidr::blocks(&pool_net, 26).take(sizes.blocks).enumerate() {
+            let node = format!("node-{}", b % NODES);
+            let mut block = allocation::new_block(net, Some(names::host_affinity(&node)), 1)?;
+            for p in (b * per_block)..((b + 1) * per_block).min(sizes.pods) {
+                let namespace = format!("ns-{}", p % NAMESPACES);
+                let name = format!("p-{p}");
+                let container = format!("{p:064x}");
+                let owner = BTreeMap::from([
+                    ("namespace".to_owned(), namespace.clone()),
+                    ("pod".to_owned(), name.clone()),
+                    ("node".to_owned(), node.clone()),
+                ]);
+                let address =
+                    allocation::assign(&mut block, 1, &names::pod_handle_id(&container), &owner)?
+                        [0];
+                pods.push((namespace, name, node.clone(), address, container, net));
+            }
+            affinities.push(allocation::new_block_affinity(
+                &node,
+                &net,
+                AffinityState::Confirmed,
+            ));
+            blocks.push(block);
         }
-        affinities.push(allocation::new_block_affinity(
-            &node,
-            &net,
-            AffinityState::Confirmed,
-        ));
-        blocks.push(block);
+        Ok(SeededIpam {
+            blocks,
+            affinities,
+            pods,
+        })
     }
-    let block_api = CalicoApi::<IpamBlock>::new(client.clone());
-    create_all(blocks, |block| {
-        let api = block_api.clone();
-        async move {
-            api.create(&block).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let affinity_api = CalicoApi::<BlockAffinity>::new(client.clone());
-    create_all(affinities, |affinity| {
-        let api = affinity_api.clone();
-        async move {
-            api.create(&affinity).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    let handle_api = CalicoApi::<IpamHandle>::new(client.clone());
-    let client = client.clone();
-    create_all(pods, |(namespace, name, node, address, container, net)| {
-        let handles = handle_api.clone();
+
+    async fn create(self, client: &Client) -> anyhow::Result<()> {
+        let SeededIpam {
+            blocks,
+            affinities,
+            pods,
+        } = self;
+        let block_api = CalicoApi::<IpamBlock>::new(client.clone());
+        create_all(blocks, |block| {
+            let api = block_api.clone();
+            async move {
+                api.create(&block).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let affinity_api = CalicoApi::<BlockAffinity>::new(client.clone());
+        create_all(affinities, |affinity| {
+            let api = affinity_api.clone();
+            async move {
+                api.create(&affinity).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let handle_api = CalicoApi::<IpamHandle>::new(client.clone());
         let client = client.clone();
-        async move {
-            let handle = allocation::new_handle(
-                &names::pod_handle_id(&container),
-                BTreeMap::from([(net.to_string(), 1)]),
-            );
-            handles.create(&handle).await?;
-            let pod: Pod = serde_json::from_value(json!({
-                "metadata": {"name": name, "namespace": namespace, "annotations": {
-                    names::ANNOTATION_POD_IPS: format!("{address}/32"),
-                    names::ANNOTATION_POD_IP: format!("{address}/32"),
-                    names::ANNOTATION_CONTAINER_ID: container,
-                }},
-                "spec": {"nodeName": node, "automountServiceAccountToken": false,
-                         "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]},
-            }))?;
-            Api::<Pod>::namespaced(client, &namespace)
-                .create(&PostParams::default(), &pod)
-                .await?;
-            Ok(())
-        }
-    })
-    .await?;
-    Ok(())
+        create_all(pods, |(namespace, name, node, address, container, net)| {
+            let handles = handle_api.clone();
+            let client = client.clone();
+            async move {
+                let handle = allocation::new_handle(
+                    &names::pod_handle_id(&container),
+                    BTreeMap::from([(net.to_string(), 1)]),
+                );
+                handles.create(&handle).await?;
+                let pod: Pod = serde_json::from_value(json!({
+                    "metadata": {"name": name, "namespace": namespace, "annotations": {
+                        names::ANNOTATION_POD_IPS: format!("{address}/32"),
+                        names::ANNOTATION_POD_IP: format!("{address}/32"),
+                        names::ANNOTATION_CONTAINER_ID: container,
+                    }},
+                    "spec": {"nodeName": node, "automountServiceAccountToken": false,
+                             "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.9"}]},
+                }))?;
+                Api::<Pod>::namespaced(client, &namespace)
+                    .create(&PostParams::default(), &pod)
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 /// Wall time and peak resident set size of one run of a command.
