@@ -6,6 +6,7 @@
 
 pub mod cidr;
 pub mod context;
+pub mod described;
 pub mod extract;
 pub mod model;
 pub mod report;

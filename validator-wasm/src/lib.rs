@@ -8,8 +8,7 @@
 mod options;
 
 pub use options::{
-    CLUSTER_CIDRS_SOURCE, DEFAULT_SOURCE_NAME, OperationName, OptionsError, ValidateOptions,
-    validate_text,
+    DEFAULT_SOURCE_NAME, OperationName, OptionsError, ValidateOptions, validate_text,
 };
 
 use ippool_rules::rules::{RuleInfo, catalog};

@@ -2,10 +2,11 @@
 //! turned into the rules crate's context. Pure Rust, so it is tested natively.
 
 use ipnet::IpNet;
+use ippool_rules::Source;
 use ippool_rules::cidr::{self, CidrError};
-use ippool_rules::context::{ClusterCidrs, ClusterContext, Operation, Strength};
+use ippool_rules::context::{ClusterContext, Operation};
+use ippool_rules::described::{OldPoolError, described_context, old_pool};
 use ippool_rules::report::Report;
-use ippool_rules::{Source, load_context_objects, parse_pools};
 use serde::Deserialize;
 
 /// Source name used when the caller gives none; `kubectl-ippool validate` uses the same for stdin.
@@ -13,8 +14,6 @@ pub const DEFAULT_SOURCE_NAME: &str = "-";
 /// Source names of the texts passed in options, as they appear in the reports of thrown errors.
 const AGAINST_SOURCE: &str = "options.against";
 const OLD_SOURCE: &str = "options.old";
-/// Where the cluster CIDRs came from, quoted by the rules in their messages.
-pub const CLUSTER_CIDRS_SOURCE: &str = "--cluster-cidr flag";
 
 /// `validate(text, options)`'s options, as JSON from JavaScript (`JSON.stringify(options)`).
 #[derive(Debug, Default, Deserialize)]
@@ -96,37 +95,41 @@ impl ValidateOptions {
 
     /// The cluster context and operation these options describe.
     pub fn resolve(&self) -> Result<(ClusterContext, Operation), OptionsError> {
-        let mut ctx = ClusterContext::default();
-        if let Some(cidrs) = self.cluster_cidrs.as_deref().filter(|c| !c.is_empty()) {
-            let cidrs = cidrs
-                .iter()
-                .enumerate()
-                .map(|(i, c)| parse_cidr(&format!("clusterCidrs[{i}]"), c))
-                .collect::<Result<Vec<_>, _>>()?;
-            ctx.cluster_cidrs = Some(ClusterCidrs {
-                cidrs,
-                source: CLUSTER_CIDRS_SOURCE.to_owned(),
-                strength: Strength::Strong,
-            });
-        }
-        if let Some(service) = &self.service_cidr {
-            ctx.service_cidrs = Some(vec![parse_cidr("serviceCidr", service)?]);
-        }
-        if let Some(against) = &self.against {
-            let (pools, blocks) = load_context_objects(&[Source {
+        let cluster_cidrs = self
+            .cluster_cidrs
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| parse_cidr(&format!("clusterCidrs[{i}]"), c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let service_cidrs = self
+            .service_cidr
+            .iter()
+            .map(|s| parse_cidr("serviceCidr", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let against: Vec<Source<'_>> = self
+            .against
+            .iter()
+            .map(|text| Source {
                 name: AGAINST_SOURCE,
-                text: against,
-            }])
+                text,
+            })
+            .collect();
+        let ctx = described_context(&cluster_cidrs, &service_cidrs, &against)
             .map_err(OptionsError::Against)?;
-            ctx.pools = Some(pools);
-            ctx.blocks = Some(blocks);
-        }
         let operation = match (self.operation, &self.old) {
             (None | Some(OperationName::Create), None) => Operation::Create,
             (Some(OperationName::Delete), None) => Operation::Delete,
             (Some(OperationName::Update), None) => return Err(OptionsError::UpdateWithoutOld),
             (None | Some(OperationName::Update), Some(old)) => Operation::Update {
-                old: single_pool(old)?,
+                old: old_pool(Source {
+                    name: OLD_SOURCE,
+                    text: old,
+                })
+                .map_err(|e| match e {
+                    OldPoolError::Unreadable(report) => OptionsError::Old(report),
+                    OldPoolError::Count(n) => OptionsError::OldPoolCount(n),
+                })?,
             },
             (Some(OperationName::Create), Some(_)) => {
                 return Err(OptionsError::OldWithoutUpdate("create"));
@@ -147,18 +150,6 @@ fn parse_cidr(option: &str, value: &str) -> Result<IpNet, OptionsError> {
     })
 }
 
-fn single_pool(text: &str) -> Result<ippool_rules::model::IpPool, OptionsError> {
-    let mut pools = parse_pools(Source {
-        name: OLD_SOURCE,
-        text,
-    })
-    .map_err(OptionsError::Old)?;
-    match pools.len() {
-        1 => Ok(pools.remove(0)),
-        n => Err(OptionsError::OldPoolCount(n)),
-    }
-}
-
 /// Validates `text` with the context and operation of `options`.
 pub fn validate_text(text: &str, options: &ValidateOptions) -> Result<Report, OptionsError> {
     let (ctx, operation) = options.resolve()?;
@@ -171,6 +162,9 @@ pub fn validate_text(text: &str, options: &ValidateOptions) -> Result<Report, Op
 
 #[cfg(test)]
 mod tests {
+    use ippool_rules::context::Strength;
+    use ippool_rules::described::CLUSTER_CIDRS_SOURCE;
+
     use super::*;
 
     const POOL: &str = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 10.0.0.0/16\n";

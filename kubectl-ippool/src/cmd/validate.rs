@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use ipnet::IpNet;
-use ippool_rules::context::{ClusterCidrs, ClusterContext, Operation, Strength};
+use ippool_rules::context::{ClusterContext, Operation};
+use ippool_rules::described::{OldPoolError, described_context, old_pool};
 use ippool_rules::report::Report;
 use ippool_rules::{Source, cidr};
 
@@ -167,26 +168,10 @@ fn context_error(flag: &str, report: &Report) -> anyhow::Error {
 }
 
 fn build_context(args: &ValidateArgs) -> anyhow::Result<ClusterContext> {
-    let mut ctx = ClusterContext::default();
-    if !args.cluster_cidrs.is_empty() {
-        ctx.cluster_cidrs = Some(ClusterCidrs {
-            cidrs: args.cluster_cidrs.clone(),
-            source: "--cluster-cidr flag".to_owned(),
-            strength: Strength::Strong,
-        });
-    }
-    if !args.service_cidrs.is_empty() {
-        ctx.service_cidrs = Some(args.service_cidrs.clone());
-    }
-    if !args.against.is_empty() {
-        let inputs = read_inputs(&args.against)?;
-        let sources: Vec<Source<'_>> = inputs.iter().map(Input::source).collect();
-        let (pools, blocks) = ippool_rules::load_context_objects(&sources)
-            .map_err(|report| context_error("--against", &report))?;
-        ctx.pools = Some(pools);
-        ctx.blocks = Some(blocks);
-    }
-    Ok(ctx)
+    let inputs = read_inputs(&args.against)?;
+    let against: Vec<Source<'_>> = inputs.iter().map(Input::source).collect();
+    described_context(&args.cluster_cidrs, &args.service_cidrs, &against)
+        .map_err(|report| context_error("--against", &report))
 }
 
 fn build_operation(args: &ValidateArgs) -> anyhow::Result<Operation> {
@@ -198,18 +183,14 @@ fn build_operation(args: &ValidateArgs) -> anyhow::Result<Operation> {
                 bail!("--operation update needs --old FILE (the pool as it is now)");
             };
             let input = read_file(path)?;
-            let mut pools = ippool_rules::parse_pools(input.source())
-                .map_err(|report| context_error("--old", &report))?;
-            if pools.len() != 1 {
-                bail!(
-                    "--old {} holds {} IPPools; give exactly one (the current version of the pool being updated)",
-                    path.display(),
-                    pools.len()
-                );
-            }
-            Operation::Update {
-                old: pools.remove(0),
-            }
+            let old = old_pool(input.source()).map_err(|e| match e {
+                OldPoolError::Unreadable(report) => context_error("--old", &report),
+                OldPoolError::Count(n) => anyhow::anyhow!(
+                    "--old {} holds {n} IPPools; give exactly one (the current version of the pool being updated)",
+                    path.display()
+                ),
+            })?;
+            Operation::Update { old }
         }
     })
 }
