@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 /// The service account Calico's API server writes `crd.projectcalico.org/v1` objects as, for
 /// every `projectcalico.org/v3` request it serves. Exempting it would exempt all v3 writes. Its
 /// ServiceAccount is `calico-apiserver` in namespace `calico-apiserver` (Calico v3.31.0's
-/// `manifests/apiserver.yaml`, the one `kubectl-ippool/tests/calico_apiserver.rs` runs).
+/// `manifests/apiserver.yaml`, the one `kubectl-ippool/tests/cluster/calico_apiserver.rs` runs).
 pub const CALICO_API_SERVER_USER: &str = "system:serviceaccount:calico-apiserver:calico-apiserver";
 
 /// Where verdicts get their view of the cluster.

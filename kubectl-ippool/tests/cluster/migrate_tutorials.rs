@@ -3,11 +3,9 @@
 //! with coredns in kube-system; then change the new pool's blockSize 26 → 28. The first run's
 //! `-o json` event stream is parsed and checked against the documented schema.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use migration_support::*;
 use serde_json::{Value, json};
 
 fn steps(events: &[Value], kind: &str) -> Vec<String> {

@@ -1,13 +1,11 @@
 //! An IPv6 pool's blockSize changed 122 → 124 on an IPv6-only cluster, with the temporary pool
 //! chosen inside the cluster CIDR given on the command line.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject};
-use migration_support::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -2,10 +2,12 @@
 //! `--yes` removes only those; a block that gains an allocation mid-release is kept (the concurrent
 //! allocation wins) and its affinity restored.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::{
+    Holder, control_plane, create_affinity, create_namespace, create_node, create_pod, create_pool,
+    ippool, names_of, pool, seed_block,
+};
 use harness::Expected;
 use ippool_cluster::allocation::{self, AffinityState};
 use ippool_cluster::api::ServedApis;
@@ -16,10 +18,6 @@ use ippool_cluster::rest::CalicoClient;
 use ippool_cluster::snapshot::{Parts, Snapshot};
 use ippool_rules::model::{BlockAffinity, IpamBlock};
 use std::collections::BTreeMap;
-use support::{
-    Holder, control_plane, create_affinity, create_namespace, create_node, create_pod, create_pool,
-    ippool, names_of, pool, seed_block,
-};
 
 async fn seed_leftovers(client: &kube::Client) {
     create_pool(client, &pool("default", "10.10.0.0/16", 26, false)).await;

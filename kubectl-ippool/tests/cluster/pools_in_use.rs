@@ -2,10 +2,9 @@
 //! addresses and the nodes' tunnel addresses): what list/pods/show say, and the delete guard
 //! refusing until the pool is disabled and empty — then deleting it in Calico's order.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{control_plane, create_namespace, ippool};
 use harness::workloads::{IPIP_TUNNEL_ANNOTATION, wait_tunnel_addresses};
 use harness::{Expected, Sim, SimOptions, wait_for_all};
 use ipnet::IpNet;
@@ -14,7 +13,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use support::{control_plane, create_namespace, ippool};
 
 const WAIT: Duration = Duration::from_secs(90);
 

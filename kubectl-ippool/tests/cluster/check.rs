@@ -5,11 +5,13 @@
 //! IPAM garbage collector would race a state seeded on purpose — except in the test of that
 //! collector releasing a leak.
 
-mod support;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::support::{
+    Holder, annotate_tunnel, control_plane, create_handle, create_namespace, create_node,
+    create_pod, create_pool, ippool, pool, seed_block,
+};
 use harness::{
     ControlPlane, ControlPlaneOptions, Expected, Sim, SimOptions, wait_for_all, workloads,
 };
@@ -20,10 +22,6 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use support::{
-    Holder, annotate_tunnel, control_plane, create_handle, create_namespace, create_node,
-    create_pod, create_pool, ippool, pool, seed_block,
-};
 
 /// A control plane without calico-kube-controllers, in the state [`consistent`] seeds.
 async fn seeded() -> (ControlPlane, kube::Client) {

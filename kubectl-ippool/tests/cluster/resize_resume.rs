@@ -2,13 +2,11 @@
 //! when run again, with the pool re-created exactly once and never deleted while in use; and a
 //! resize stopped after the pool was deleted is aborted with the pool re-created as it was.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject};
-use migration_support::*;
 use serde_json::json;
 
 const RESIZE: &[&str] = &[

@@ -4,8 +4,6 @@
 //! group, kubectl lists and creates v3 IPPools through it, Calico's API server stores them as
 //! `crd.projectcalico.org/v1` IPPools, and the plugin reads and writes pools through v3.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -199,7 +197,8 @@ async fn calico_api_server_serves_v3_pools_to_kubectl_and_the_plugin() {
     assert_eq!(stored.data["spec"]["vxlanMode"], "Always");
 
     // The plugin discovers the v3 group and reads the pool through it.
-    let run = support::ippool(&env.cp, &["-v", "list", "-o", "wide", "--no-headers"]).expect(0);
+    let run =
+        crate::support::ippool(&env.cp, &["-v", "list", "-o", "wide", "--no-headers"]).expect(0);
     assert!(
         run.stderr.contains(
             "IP pools via projectcalico.org/v3 (the cluster serves projectcalico.org/v3)"
@@ -216,7 +215,8 @@ async fn calico_api_server_serves_v3_pools_to_kubectl_and_the_plugin() {
     );
 
     // And writes through it: Calico's API server validates and stores the plugin's pool.
-    let red = support::ippool(&env.cp, &["create", "red", "--cidr", "10.30.0.0/16"]).expect(0);
+    let red =
+        crate::support::ippool(&env.cp, &["create", "red", "--cidr", "10.30.0.0/16"]).expect(0);
     assert_eq!(red.stdout, "ippool.projectcalico.org/red created\n");
     let stored = crd_pools(client)
         .get("red")

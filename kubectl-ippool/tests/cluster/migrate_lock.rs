@@ -3,14 +3,12 @@
 //! `--abort` enables the old pool again and releases the lock, leaving pods where they are; then
 //! the other migration may run.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use harness::Expected;
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject};
-use migration_support::*;
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -1,14 +1,12 @@
 //! `delete` and leaked allocations: listed and refused without `--release-leaked`; with it,
 //! released (block, handle) before the pool's blocks and affinities go and the pool is deleted.
 
-mod support;
-
+use crate::support::{
+    Holder, control_plane, create_node, create_pool, ippool, names_of, pool, seed_block,
+};
 use harness::Expected;
 use ippool_cluster::allocation::AffinityState;
 use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamHandle};
-use support::{
-    Holder, control_plane, create_node, create_pool, ippool, names_of, pool, seed_block,
-};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn leaked_allocations_are_released_only_when_asked() {

@@ -2,14 +2,12 @@
 //! namespace pinned to the old pool, a PodDisruptionBudget that allows no disruption. Once each
 //! is removed the same command runs through.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
-use migration_support::*;
 use serde_json::json;
 
 const MIGRATE: &[&str] = &[

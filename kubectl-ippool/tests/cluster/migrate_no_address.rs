@@ -2,14 +2,12 @@
 //! new pool has a single block and strict affinity forbids borrowing, so pods on the other nodes
 //! cannot get an address from it.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use harness::Expected;
 use ippool_cluster::resources::{ip_pools, ipam_configs};
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject, PostParams};
-use migration_support::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,11 +1,9 @@
 //! With the projectcalico.org/v3 IPPool CRD installed (Calico 3.32's native v3 preview), discovery
 //! picks v3: `-v` says so, and pools are read and written there, not in crd.projectcalico.org/v1.
 
-mod support;
-
+use crate::support::{control_plane, ippool, names_of};
 use ippool_cluster::resources::{CalicoApi, ip_pools};
 use ippool_rules::model::{ApiGroup, IpPool};
-use support::{control_plane, ippool, names_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_live_in_the_v3_group_when_it_is_served() {

@@ -4,13 +4,11 @@
 //! every pool and block change: at no moment was the old pool deleted while a block in it held
 //! an allocation.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use ippool_cluster::resources::{ip_pools, ipam_blocks};
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, DynamicObject};
-use migration_support::*;
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
@@ -165,5 +163,5 @@ async fn a_migration_killed_anywhere_finishes_when_run_again() {
 }
 
 fn events_of(out: &std::process::Output) -> Vec<Value> {
-    migration_support::events(out)
+    crate::support::migration::events(out)
 }

@@ -2,11 +2,9 @@
 //! refuse (exit 1, nothing written), `--dry-run=client|server` write nothing, an existing pool is
 //! patched in the fields that differ.
 
-mod support;
-
+use crate::support::{control_plane, ippool, names_of};
 use harness::Expected;
 use ippool_rules::model::IpPool;
-use support::{control_plane, ippool, names_of};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_validates_against_the_cluster_first() {

@@ -1,8 +1,6 @@
 //! What the migrate and resize tests share: a control plane with calico-sim, builders for pools
 //! and workloads, running the plugin, and watchers that record what happened while it ran.
 
-#![allow(dead_code)] // each test file uses its own part of this module
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::process::Output;
@@ -24,7 +22,8 @@ use serde_json::{Value, json};
 pub const WAIT: Duration = Duration::from_secs(120);
 
 pub struct TestCluster {
-    pub sim: Sim,
+    // Field order is drop order: the sim stops before its control plane. Held, never read.
+    _sim: Sim,
     pub client: Client,
     pub cp: ControlPlane,
 }
@@ -42,7 +41,11 @@ pub async fn start(nodes: usize, start_delay_ms: u64) -> TestCluster {
     )
     .expect("calico-sim");
     let client = cp.client().await;
-    TestCluster { sim, client, cp }
+    TestCluster {
+        _sim: sim,
+        client,
+        cp,
+    }
 }
 
 impl TestCluster {

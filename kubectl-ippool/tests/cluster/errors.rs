@@ -1,22 +1,20 @@
 //! Errors name what failed and what to do, never a bare status code: an unreachable server, a
 //! missing context, a missing permission, a missing pool.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{control_plane, ippool};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
-use support::{control_plane, ippool};
 
-fn run_with(kubeconfig: &std::path::Path, args: &[&str]) -> support::Run {
+fn run_with(kubeconfig: &std::path::Path, args: &[&str]) -> crate::support::Run {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-ippool"))
         .arg("--kubeconfig")
         .arg(kubeconfig)
         .args(args)
         .output()
         .expect("kubectl-ippool runs");
-    support::Run {
+    crate::support::Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),

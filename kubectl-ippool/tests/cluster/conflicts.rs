@@ -1,10 +1,9 @@
 //! Two writers on one pool: a disable whose read goes stale re-reads, re-validates and writes
 //! again, and neither writer's change is lost.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::{control_plane, create_pool, ippool, pool};
 use harness::Expected;
 use ippool_cluster::api::ServedApis;
 use ippool_cluster::pool_write::{Decision, Updated, update_pool};
@@ -12,7 +11,6 @@ use ippool_cluster::resources::CalicoApi;
 use ippool_cluster::rest::CalicoClient;
 use ippool_rules::model::IpPool;
 use serde_json::json;
-use support::{control_plane, create_pool, ippool, pool};
 
 #[derive(Debug, thiserror::Error)]
 #[error("never refused")]

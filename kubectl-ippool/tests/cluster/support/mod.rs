@@ -1,7 +1,7 @@
 //! Shared by the cluster tests: running the plugin binary against a control plane, and seeding
 //! Calico IPAM objects, nodes and pods directly (for states calico-sim would never produce).
 
-#![allow(dead_code)] // each test binary uses its own subset
+pub mod migration;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHand
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::json;
 
 /// A control plane for one test.
@@ -280,8 +280,4 @@ pub async fn names_of<T: ippool_cluster::resources::CalicoResource>(
         .collect();
     names.sort();
     names
-}
-
-pub fn pod_names(pods: &[Pod]) -> Vec<String> {
-    pods.iter().map(|p| p.name_any()).collect()
 }

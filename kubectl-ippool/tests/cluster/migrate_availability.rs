@@ -3,10 +3,8 @@
 //! PodDisruptionBudget with minAvailable 2 never has fewer than 2 — its own strategy would take
 //! 2 down at once, so the plan moves it by eviction, which the budget governs.
 
-mod migration_support;
-
+use crate::support::migration::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use migration_support::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -3,12 +3,10 @@
 //! maxSurge (named as a disruption), a ReplicaSet without a Deployment, a
 //! Job's running pod (with --evict-jobs) and a bare pod (with --delete-bare-pods).
 
-mod migration_support;
-
+use crate::support::migration::*;
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use migration_support::*;
 use serde_json::json;
 
 #[tokio::test]
