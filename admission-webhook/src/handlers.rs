@@ -5,7 +5,7 @@
 //! Structural checks (types, unknown fields) are the API server's: it applies the CRD schema and
 //! prunes unknown fields before validating webhooks are called, so only the rules run here.
 
-use ippool_cluster::resources::{ResourceError, from_dynamic, ip_pools};
+use ippool_cluster::resources::{from_dynamic, ip_pools};
 use std::sync::Arc;
 
 use ippool_rules::context::{ClusterContext, Operation};
@@ -257,11 +257,11 @@ fn subject_and_operation(
                 request.name
             )
         })?;
-        from_dynamic(&ip_pools(group), object).map_err(|e| match e {
-            ResourceError::Decode { source, .. } => {
+        from_dynamic(&ip_pools(group), object).map_err(|e| match e.decode_error() {
+            Some(source) => {
                 format!("{field} is not a readable IPPool ({source}); the change cannot be judged")
             }
-            other => format!("{field}: {other}"),
+            None => format!("{field}: {e}"),
         })
     };
     match request.operation {

@@ -4,34 +4,102 @@
 use std::error::Error as _;
 use std::fmt;
 
-/// One API request that failed. `action` names what was being done ("list IPAM blocks
+/// One API request that failed — the one error type of every read, write, conversion and watch of
+/// this crate. `action` names what was being done ("list IPAM blocks
 /// (ipamblocks.crd.projectcalico.org/v1)"); the display adds the cause and a way forward.
-/// The kube error is kept in `error` but not chained as a `source`: its display (debug dump of
-/// the Status, bare codes) is what this type exists to replace.
+/// A kube error is kept but not chained as a `source`: its display (debug dump of the Status, bare
+/// codes) is what this type exists to replace.
 #[derive(Debug, thiserror::Error)]
-#[error("{action}: {}", Explained(&self.error))]
+#[error("{action}: {cause}")]
 pub struct RequestError {
     pub action: String,
-    pub error: kube::Error,
+    cause: Cause,
+}
+
+#[derive(Debug)]
+enum Cause {
+    /// The API server (or the way to it) failed the request.
+    Api(kube::Error),
+    /// The object read is not what the model says a Calico object is.
+    Decode(serde_json::Error),
+    /// A conditional write was asked for without the version to condition it on.
+    MissingResourceVersion,
+    /// A watch failed; kube's watcher relists and resumes by itself.
+    Watch(kube::runtime::watcher::Error),
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use kube::runtime::watcher::Error as Watch;
+        match self {
+            Cause::Api(e) => Explained(e).fmt(f),
+            Cause::Decode(e) => write!(
+                f,
+                "the object is not what Calico's schema says ({e}); check it with `kubectl get -o yaml`"
+            ),
+            Cause::MissingResourceVersion => f.write_str(
+                "the object has no metadata.resourceVersion: a replace must carry the version the \
+                 object was read at (read it, change it, then replace it)",
+            ),
+            Cause::Watch(
+                Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e),
+            ) => Explained(e).fmt(f),
+            Cause::Watch(Watch::WatchError(status)) => {
+                Explained(&kube::Error::Api(status.clone())).fmt(f)
+            }
+            Cause::Watch(other) => write!(f, "the watch failed ({other})"),
+        }
+    }
 }
 
 impl RequestError {
     pub fn new(action: impl Into<String>, error: kube::Error) -> RequestError {
         RequestError {
             action: action.into(),
-            error,
+            cause: Cause::Api(error),
+        }
+    }
+
+    /// The object read during `action` does not decode into the model.
+    pub fn decode(action: impl Into<String>, error: serde_json::Error) -> RequestError {
+        RequestError {
+            action: action.into(),
+            cause: Cause::Decode(error),
+        }
+    }
+
+    /// A replace without the resourceVersion that makes it conditional.
+    pub fn missing_resource_version(action: impl Into<String>) -> RequestError {
+        RequestError {
+            action: action.into(),
+            cause: Cause::MissingResourceVersion,
+        }
+    }
+
+    pub fn watch(action: impl Into<String>, error: kube::runtime::watcher::Error) -> RequestError {
+        RequestError {
+            action: action.into(),
+            cause: Cause::Watch(error),
         }
     }
 
     /// The HTTP status the API server answered with, if it answered.
     pub fn status_code(&self) -> Option<u16> {
-        match &self.error {
-            kube::Error::Api(status) => Some(status.code),
+        use kube::runtime::watcher::Error as Watch;
+        match &self.cause {
+            Cause::Api(kube::Error::Api(status))
+            | Cause::Watch(
+                Watch::InitialListFailed(kube::Error::Api(status))
+                | Watch::WatchStartFailed(kube::Error::Api(status))
+                | Watch::WatchFailed(kube::Error::Api(status)),
+            ) => Some(status.code),
+            Cause::Watch(Watch::WatchError(status)) => Some(status.code),
             _ => None,
         }
     }
 
-    /// The object changed since it was read (optimistic concurrency lost).
+    /// The object changed since it was read (optimistic concurrency lost), or, for a create,
+    /// the name is taken: both are a 409 and both mean "read again".
     pub fn is_conflict(&self) -> bool {
         self.status_code() == Some(409)
     }
@@ -43,6 +111,14 @@ impl RequestError {
     /// A `continue` token expired during a paginated list.
     pub fn is_gone(&self) -> bool {
         self.status_code() == Some(410)
+    }
+
+    /// Why the object did not decode, when that is what failed.
+    pub fn decode_error(&self) -> Option<&serde_json::Error> {
+        match &self.cause {
+            Cause::Decode(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -207,5 +283,29 @@ mod tests {
         let c = api_error(409, "Conflict", "the object has been modified");
         assert!(c.is_conflict());
         assert!(c.to_string().contains("run the command again"));
+    }
+
+    #[test]
+    fn reads_writes_and_watches_fail_with_the_same_explanations() {
+        let status = Status::failure("ipamblocks is forbidden", "Forbidden").with_code(403);
+        let watch = RequestError::watch(
+            "watch IPAMBlock (ipamblocks.crd.projectcalico.org/v1)",
+            kube::runtime::watcher::Error::WatchError(status.boxed()),
+        );
+        assert_eq!(watch.status_code(), Some(403));
+        assert!(watch.to_string().contains("permission denied"), "{watch}");
+        let decode = RequestError::decode(
+            "read IPPool p",
+            serde_json::from_str::<u8>("\"x\"").unwrap_err(),
+        );
+        assert!(decode.decode_error().is_some());
+        assert!(
+            decode
+                .to_string()
+                .starts_with("read IPPool p: the object is not what")
+        );
+        let unconditional = RequestError::missing_resource_version("replace IPPool p");
+        assert!(unconditional.to_string().contains("resourceVersion"));
+        assert_eq!(unconditional.status_code(), None);
     }
 }

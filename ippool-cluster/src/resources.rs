@@ -16,7 +16,8 @@ use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use thiserror::Error;
+
+use crate::request_error::RequestError;
 
 /// The group of Calico's raw CRDs (the Kubernetes datastore).
 pub const CRD_GROUP: &str = "crd.projectcalico.org";
@@ -97,85 +98,14 @@ calico_resource!(BlockAffinity, block_affinities());
 calico_resource!(IpamHandle, ipam_handles());
 calico_resource!(IpamConfig, ipam_configs());
 
-/// A failed read, write or conversion of a Calico object.
-#[derive(Debug, Error)]
-pub enum ResourceError {
-    #[error(
-        "{kind} {name} changed since it was read (resourceVersion conflict); read it again and retry"
-    )]
-    Conflict { kind: String, name: String },
-    #[error("{kind} {name} already exists")]
-    AlreadyExists { kind: String, name: String },
-    #[error("{kind} {name} does not exist")]
-    NotFound { kind: String, name: String },
-    #[error(
-        "{kind} {name} has no metadata.resourceVersion: a replace must carry the version the object was read at"
-    )]
-    MissingResourceVersion { kind: String, name: String },
-    #[error("{kind} {name} is not a valid Calico {kind}: {source}")]
-    Decode {
-        kind: String,
-        name: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("{kind} {name}: {source}")]
-    Api {
-        kind: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("watching {kind}: {source}")]
-    Watch {
-        kind: String,
-        #[source]
-        source: watcher::Error,
-    },
-}
-
-impl ResourceError {
-    pub fn is_conflict(&self) -> bool {
-        matches!(self, ResourceError::Conflict { .. })
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, ResourceError::NotFound { .. })
-    }
-
-    pub fn is_already_exists(&self) -> bool {
-        matches!(self, ResourceError::AlreadyExists { .. })
-    }
-
-    fn from_kube(kind: &str, name: &str, source: kube::Error) -> ResourceError {
-        let (kind, name) = (kind.to_owned(), name.to_owned());
-        match &source {
-            kube::Error::Api(status) if status.is_already_exists() => {
-                ResourceError::AlreadyExists { kind, name }
-            }
-            kube::Error::Api(status) if status.is_conflict() => {
-                ResourceError::Conflict { kind, name }
-            }
-            kube::Error::Api(status) if status.is_not_found() => {
-                ResourceError::NotFound { kind, name }
-            }
-            _ => ResourceError::Api { kind, name, source },
-        }
-    }
-}
-
 /// Converts a `DynamicObject` read from `resource` into a model type. A missing apiVersion/kind
 /// (list items may omit them) is filled in from the resource.
 pub fn from_dynamic<T: CalicoResource>(
     resource: &ApiResource,
     object: DynamicObject,
-) -> Result<T, ResourceError> {
+) -> Result<T, RequestError> {
     let name = object.metadata.name.clone().unwrap_or_default();
-    let decode = |source| ResourceError::Decode {
-        kind: resource.kind.clone(),
-        name: name.clone(),
-        source,
-    };
+    let decode = |source| RequestError::decode(format!("read {} {name}", resource.kind), source);
     let mut value = serde_json::to_value(&object).map_err(decode)?;
     if let Some(map) = value.as_object_mut() {
         map.entry("apiVersion")
@@ -191,12 +121,9 @@ pub fn from_dynamic<T: CalicoResource>(
 pub fn to_dynamic<T: CalicoResource>(
     resource: &ApiResource,
     object: &T,
-) -> Result<DynamicObject, ResourceError> {
-    let decode = |source| ResourceError::Decode {
-        kind: resource.kind.clone(),
-        name: object.name().to_owned(),
-        source,
-    };
+) -> Result<DynamicObject, RequestError> {
+    let decode =
+        |source| RequestError::decode(format!("write {} {}", resource.kind, object.name()), source);
     let mut value = serde_json::to_value(object).map_err(decode)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), resource.api_version.clone().into());
@@ -249,21 +176,26 @@ impl<T: CalicoResource> CalicoApi<T> {
         &self.api
     }
 
-    fn kind(&self) -> &str {
-        &self.resource.kind
+    /// What a request does, for its error: "replace IPPool blue (ippools.crd.projectcalico.org/v1)".
+    fn action(&self, verb: &str, name: &str) -> String {
+        let r = &self.resource;
+        format!(
+            "{verb} {} {name} ({}.{}/{})",
+            r.kind, r.plural, r.group, r.version
+        )
     }
 
     /// The object, or `None` when it does not exist.
-    pub async fn get(&self, name: &str) -> Result<Option<T>, ResourceError> {
+    pub async fn get(&self, name: &str) -> Result<Option<T>, RequestError> {
         match self.api.get_opt(name).await {
             Ok(Some(object)) => from_dynamic(&self.resource, object).map(Some),
             Ok(None) => Ok(None),
-            Err(e) => Err(ResourceError::from_kube(self.kind(), name, e)),
+            Err(e) => Err(RequestError::new(self.action("get", name), e)),
         }
     }
 
     /// Every object, read page by page.
-    pub async fn list(&self) -> Result<Vec<T>, ResourceError> {
+    pub async fn list(&self) -> Result<Vec<T>, RequestError> {
         let mut out = Vec::new();
         let mut params = ListParams::default().limit(LIST_PAGE);
         loop {
@@ -271,7 +203,7 @@ impl<T: CalicoResource> CalicoApi<T> {
                 .api
                 .list(&params)
                 .await
-                .map_err(|e| ResourceError::from_kube(self.kind(), "(list)", e))?;
+                .map_err(|e| RequestError::new(self.action("list", "(all)"), e))?;
             let token = page.metadata.continue_.clone();
             for object in page.items {
                 out.push(from_dynamic(&self.resource, object)?);
@@ -288,7 +220,7 @@ impl<T: CalicoResource> CalicoApi<T> {
     }
 
     /// Creates the object; `AlreadyExists` when the name is taken.
-    pub async fn create(&self, object: &T) -> Result<T, ResourceError> {
+    pub async fn create(&self, object: &T) -> Result<T, RequestError> {
         let mut dynamic = to_dynamic(&self.resource, object)?;
         // A create must not carry a version; callers may pass an object they built from a read.
         dynamic.metadata.resource_version = None;
@@ -297,26 +229,25 @@ impl<T: CalicoResource> CalicoApi<T> {
             .api
             .create(&PostParams::default(), &dynamic)
             .await
-            .map_err(|e| ResourceError::from_kube(self.kind(), object.name(), e))?;
+            .map_err(|e| RequestError::new(self.action("create", object.name()), e))?;
         from_dynamic(&self.resource, created)
     }
 
     /// Replaces the object, conditional on the resourceVersion it carries: `Conflict` when the
     /// object changed since it was read.
-    pub async fn replace(&self, object: &T) -> Result<T, ResourceError> {
+    pub async fn replace(&self, object: &T) -> Result<T, RequestError> {
         let name = object.name();
         if object.metadata().resource_version.is_none() {
-            return Err(ResourceError::MissingResourceVersion {
-                kind: self.kind().to_owned(),
-                name: name.to_owned(),
-            });
+            return Err(RequestError::missing_resource_version(
+                self.action("replace", name),
+            ));
         }
         let dynamic = to_dynamic(&self.resource, object)?;
         let replaced = self
             .api
             .replace(name, &PostParams::default(), &dynamic)
             .await
-            .map_err(|e| ResourceError::from_kube(self.kind(), name, e))?;
+            .map_err(|e| RequestError::new(self.action("replace", name), e))?;
         from_dynamic(&self.resource, replaced)
     }
 
@@ -326,23 +257,23 @@ impl<T: CalicoResource> CalicoApi<T> {
         &self,
         name: &str,
         preconditions: Option<Preconditions>,
-    ) -> Result<bool, ResourceError> {
+    ) -> Result<bool, RequestError> {
         let mut params = DeleteParams::default();
         if let Some(p) = preconditions {
             params = params.preconditions(p);
         }
         match self.api.delete(name, &params).await {
             Ok(_) => Ok(true),
-            Err(e) => match ResourceError::from_kube(self.kind(), name, e) {
-                ResourceError::NotFound { .. } => Ok(false),
-                other => Err(other),
+            Err(e) => match RequestError::new(self.action("delete", name), e) {
+                e if e.is_not_found() => Ok(false),
+                e => Err(e),
             },
         }
     }
 
     /// Deletes exactly the version of `object` that was read: its uid and resourceVersion are
     /// the preconditions.
-    pub async fn delete_read(&self, object: &T) -> Result<bool, ResourceError> {
+    pub async fn delete_read(&self, object: &T) -> Result<bool, RequestError> {
         let meta = object.metadata();
         self.delete(
             object.name(),
@@ -355,20 +286,20 @@ impl<T: CalicoResource> CalicoApi<T> {
     }
 
     /// A watch of every object of this resource (kube's `watcher` with its default backoff:
-    /// relists and resumes by itself), typed. An object that does not decode is reported as a
-    /// `Decode` item; the watch goes on.
+    /// relists and resumes by itself), typed. An object that does not decode is reported as an
+    /// error item; the watch goes on.
     pub fn watch(
         &self,
         config: watcher::Config,
-    ) -> impl Stream<Item = Result<watcher::Event<T>, ResourceError>> + Send + use<T> {
+    ) -> impl Stream<Item = Result<watcher::Event<T>, RequestError>> + Send + use<T> {
         let resource = self.resource.clone();
-        let kind = resource.kind.clone();
+        let action = format!(
+            "watch {} ({}.{}/{})",
+            resource.kind, resource.plural, resource.group, resource.version
+        );
         watcher(self.api.clone(), config)
             .default_backoff()
-            .map_err(move |source| ResourceError::Watch {
-                kind: kind.clone(),
-                source,
-            })
+            .map_err(move |source| RequestError::watch(action.clone(), source))
             .map(move |event| {
                 let event = event?;
                 let typed = match event {
@@ -445,5 +376,6 @@ mod tests {
         .unwrap();
         let err = from_dynamic::<IpamHandle>(&ipam_handles(), dynamic).unwrap_err();
         assert!(err.to_string().contains("IPAMHandle h1"), "{err}");
+        assert!(err.decode_error().is_some(), "{err:?}");
     }
 }

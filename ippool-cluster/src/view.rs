@@ -24,7 +24,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::names::container_id_of_pod_handle;
-use crate::resources::{CalicoApi, CalicoResource, ResourceError, V3_GROUP, ip_pools};
+use crate::request_error::RequestError;
+use crate::resources::{CalicoApi, CalicoResource, V3_GROUP, ip_pools};
 
 /// What the view adds to the watched objects: CIDRs found by [`crate::discovery`] or given as flags.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -300,7 +301,7 @@ fn spawn_watch<T: CalicoResource>(
 async fn drive<T: CalicoResource>(
     shared: Arc<Shared>,
     what: String,
-    events: impl Stream<Item = Result<watcher::Event<T>, ResourceError>>,
+    events: impl Stream<Item = Result<watcher::Event<T>, RequestError>>,
     store: fn(&mut Stores) -> &mut Store<T>,
 ) {
     let mut events = std::pin::pin!(events);

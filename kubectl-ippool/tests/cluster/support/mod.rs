@@ -15,9 +15,9 @@ use ippool_cluster::names;
 use ippool_cluster::resources::CalicoApi;
 use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHandle, ObjectMeta};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::wait::conditions;
-use kube::Client;
 use serde_json::json;
 
 /// A control plane for one test.
