@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::execute::{Executor, MigrateError};
 use super::record::{self, Found, Job};
-use super::resize::abort_resize;
+use super::resize::recreate::abort_resize;
 use crate::pool_write::{Decision, PoolWriteError, update_pool};
 use crate::rest::CalicoClient;
 
