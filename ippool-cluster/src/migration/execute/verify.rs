@@ -17,7 +17,7 @@ use crate::api::CalicoKind;
 use crate::index::{AllocationUse, allocations_of};
 use crate::migration::events::Event;
 use crate::migration::mirror::{ALL, Mirror};
-use crate::migration::moves::{pod_keys, pods_left};
+use crate::migration::moves::pods::{pod_keys, pods_left};
 use crate::request_error::RequestError;
 use crate::resources::from_dynamic;
 
