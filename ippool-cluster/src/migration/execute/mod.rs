@@ -24,7 +24,8 @@ use super::events::{Event, Progress};
 use super::fault;
 use super::inventory::{self, InventoryError};
 use super::moves::MoveError;
-use super::record::{self, Found, Held, Job, MigrateRecord, Record, RecordError};
+use super::record::lock::{self, Found, Held};
+use super::record::{self, Job, MigrateRecord, Record, RecordError};
 use super::step::Step;
 use crate::api::ServedApis;
 use crate::plan::{self, Intent, Plan, PlanError};
@@ -250,7 +251,7 @@ pub async fn prepare(
     dry_run: bool,
 ) -> Result<Prepared, MigrateError> {
     let id = record::migrate_id(&intent.from, &intent.to);
-    let found = record::read(&exec.client, &exec.options.state_namespace).await?;
+    let found = lock::read(&exec.client, &exec.options.state_namespace).await?;
     let mut earlier = None;
     if let Some(found) = found {
         match Slot::Migrate.get(&found.record) {
@@ -308,7 +309,7 @@ pub async fn execute(exec: &Executor, prepared: Prepared) -> Result<(), MigrateE
         return Err(MigrateError::Blocked(plan.blockers.len()));
     }
     let fresh = Record::new(prepared.id.clone(), Job::Migrate(prepared.record.clone()));
-    let acquired = record::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
+    let acquired = lock::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
     let state = Slot::Migrate
         .get(&acquired.record)
         .cloned()

@@ -25,6 +25,7 @@ use super::events::Event;
 use super::execute::{Executor, MigrateError, with_renewal};
 use super::fault;
 use super::inventory;
+use super::record::lock::{self, Held};
 use super::record::{self, Job, MigrateRecord, Record, RecordError, ResizeRecord};
 use super::step::{ResizeStep, Step};
 use crate::plan::{Blocker, Intent, KeepReason, Plan, PlanError, Scope};
@@ -152,7 +153,7 @@ pub async fn prepare(
     dry_run: bool,
 ) -> Result<ResizePrepared, ResizeError> {
     let id = record::resize_id(&intent.name);
-    if let Some(found) = record::read(&exec.client, &exec.options.state_namespace).await? {
+    if let Some(found) = lock::read(&exec.client, &exec.options.state_namespace).await? {
         match &found.record.job {
             Job::Resize(r) if found.record.id == id => {
                 return prepare::resume(exec, intent, id, r, cluster_cidrs).await;
@@ -178,7 +179,7 @@ pub async fn execute(
         prepared.id.clone(),
         Job::Resize(Box::new(prepared.record.clone())),
     );
-    let acquired = record::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
+    let acquired = lock::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
     let Job::Resize(state) = acquired.record.job.clone() else {
         return Err(RecordError::Locked {
             namespace: exec.options.state_namespace.clone(),
@@ -208,7 +209,7 @@ pub async fn execute(
 
 struct Resize<'a> {
     exec: &'a Executor,
-    held: &'a record::Held,
+    held: &'a Held,
     intent: &'a ResizeIntent,
     cluster_cidrs: Option<ClusterCidrs>,
     first_plan: Option<Plan>,
