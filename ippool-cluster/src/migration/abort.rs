@@ -7,8 +7,9 @@ use ippool_rules::model::IpPool;
 use serde_json::json;
 
 use super::execute::{Executor, MigrateError};
-use super::record::{self, Found, Job};
-use super::resize::abort_resize;
+use super::record::Job;
+use super::record::lock::{self, Found};
+use super::resize::recreate::abort_resize;
 use crate::pool_write::{Decision, PoolWriteError, update_pool};
 use crate::rest::CalicoClient;
 
@@ -16,11 +17,12 @@ use crate::rest::CalicoClient;
 /// releases the lock; pods already moved stay where they are. Returns what was done, in words.
 pub async fn abort(exec: &Executor) -> Result<Vec<String>, MigrateError> {
     let namespace = &exec.options.state_namespace;
-    let found: Found = record::read(&exec.client, namespace)
-        .await?
-        .ok_or_else(|| MigrateError::NothingToAbort {
-            namespace: namespace.clone(),
-        })?;
+    let found: Found =
+        lock::read(&exec.client, namespace)
+            .await?
+            .ok_or_else(|| MigrateError::NothingToAbort {
+                namespace: namespace.clone(),
+            })?;
     let calico = CalicoClient::new(exec.client.clone(), exec.apis);
     let mut done = Vec::new();
     let migration = match &found.record.job {
@@ -50,7 +52,7 @@ pub async fn abort(exec: &Executor) -> Result<Vec<String>, MigrateError> {
             Err(e) => return Err(e.into()),
         }
     }
-    record::remove(&exec.client, namespace, &found).await?;
+    lock::remove(&exec.client, namespace, &found).await?;
     done.push(format!(
         "lock released (migration {} aborted; moved pods stay where they are)",
         found.record.id
