@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use ippool_ipam::plan::PolicyVersion;
 use ippool_rules::model::ApiGroup;
 use kube::Client;
 use kube::core::ApiResource;
@@ -29,24 +30,6 @@ impl CalicoKind {
             CalicoKind::Block => "IPAM block",
             CalicoKind::Affinity => "block affinity",
             CalicoKind::Handle => "IPAM handle",
-        }
-    }
-}
-
-/// The PodDisruptionBudget API the server offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PolicyVersion {
-    /// `policy/v1` (Kubernetes 1.21+).
-    V1,
-    /// `policy/v1beta1` (Kubernetes up to 1.24; the only one on 1.20).
-    V1Beta1,
-}
-
-impl PolicyVersion {
-    pub fn api_version(self) -> &'static str {
-        match self {
-            PolicyVersion::V1 => "policy/v1",
-            PolicyVersion::V1Beta1 => "policy/v1beta1",
         }
     }
 }

@@ -157,7 +157,7 @@ fn object_diff(old: &Value, new: &Value) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::fixtures::pool;
+    use ippool_ipam::fixtures::pool;
 
     #[test]
     fn diff_names_only_changed_fields() {

@@ -23,9 +23,9 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::names::container_id_of_pod_handle;
 use crate::request_error::RequestError;
 use crate::resources::{CalicoApi, CalicoResource, V3_GROUP, ip_pools};
+use ippool_ipam::names::container_id_of_pod_handle;
 
 /// What the view adds to the watched objects: CIDRs found by [`crate::discovery`] or given as flags.
 #[derive(Debug, Clone, Default, PartialEq)]

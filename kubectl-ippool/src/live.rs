@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use ippool_cluster::api::{CalicoKind, ServedApis};
 use ippool_cluster::discovery::{self, CidrFlags, Discovery};
 use ippool_cluster::rest::CalicoClient;
-use ippool_cluster::snapshot::{Parts, Snapshot};
+use ippool_ipam::snapshot::{Parts, Snapshot};
 use ippool_rules::cidr;
 use ippool_rules::context::ClusterContext;
 use ippool_rules::report::Severity;
@@ -42,7 +42,7 @@ impl Live {
     }
 
     pub async fn snapshot(&self, parts: Parts) -> anyhow::Result<Snapshot> {
-        Ok(Snapshot::load(&self.client, &self.apis, parts).await?)
+        Ok(ippool_cluster::load::snapshot(&self.client, &self.apis, parts).await?)
     }
 
     /// Cluster and service CIDRs: the flags, else what the cluster says (each source tried is

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use ippool_cluster::migration::resize::ResizePrepared;
-use ippool_cluster::plan::{KeepReason, MoveMethod, Plan, PoolSide, TargetAction};
+use ippool_ipam::plan::{KeepReason, MoveMethod, Plan, PoolSide, TargetAction};
 
 fn pool(side: &PoolSide) -> String {
     let block = side
@@ -251,8 +251,8 @@ pub fn resize(prepared: &ResizePrepared) -> String {
 
 #[cfg(test)]
 mod tests {
-    use ippool_cluster::plan::{KeepReason, WorkloadMove, WorkloadRef};
-    use ippool_cluster::snapshot::OwnerKind;
+    use ippool_ipam::plan::{KeepReason, WorkloadMove, WorkloadRef};
+    use ippool_ipam::snapshot::OwnerKind;
 
     use super::*;
 

@@ -4,17 +4,17 @@
 
 use std::collections::BTreeSet;
 
+use ippool_ipam::plan::objects::{DaemonSet, Deployment, StatefulSet};
 use ippool_rules::context::ClusterCidrs;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 
 use crate::api::ServedApis;
-use crate::plan::{Budget, Inventory, Scope, ServerVersion, Workloads};
 use crate::request_error::RequestError;
 use crate::rest::list_all;
-use crate::snapshot::{Parts, Snapshot};
+use ippool_ipam::plan::{Budget, Inventory, PolicyVersion, Scope, ServerVersion, Workloads};
+use ippool_ipam::snapshot::Parts;
 
 /// What a migration reads of the snapshot.
 pub const PARTS: Parts = Parts {
@@ -61,7 +61,7 @@ pub async fn load(
     scope: &mut Scope,
 ) -> Result<Inventory, InventoryError> {
     let namespace = scope.namespace.as_deref();
-    let snapshot = Snapshot::load(client, apis, PARTS);
+    let snapshot = crate::load::snapshot(client, apis, PARTS);
     let paths = [
         collection("apps/v1", namespace, "deployments"),
         collection("apps/v1", namespace, "statefulsets"),
@@ -79,7 +79,7 @@ pub async fn load(
             )
             .await
             .map(|list| (version, list)),
-            None => Ok((crate::api::PolicyVersion::V1, Vec::new())),
+            None => Ok((PolicyVersion::V1, Vec::new())),
         }
     };
     let (snapshot, deployments, stateful_sets, daemon_sets, (version, budgets)) =

@@ -1,4 +1,4 @@
-//! Carrying out a [`crate::plan::Plan`]: the ordered, resumable steps of a migration, the moves
+//! Carrying out a [`ippool_ipam::plan::Plan`]: the ordered, resumable steps of a migration, the moves
 //! of workloads, the lock and record kept in the cluster, progress events, and the blockSize
 //! resize built on two migrations. The only code that changes workloads.
 

@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::{ATTEMPTS, ReleaseError, ReleaseStep, Released, version};
 use crate::api::CalicoKind;
-use crate::ipam_ref::AffinityRef;
-use crate::names;
 use crate::rest::CalicoClient;
+use ippool_ipam::ipam_ref::AffinityRef;
+use ippool_ipam::names;
 
 /// Releases one affinity (node `affinity.node`) of block `block_name`, in Calico's order.
 pub(super) async fn release_affinity(

@@ -9,10 +9,10 @@ use ippool_rules::model::{IpamBlock, IpamHandle};
 use serde_json::json;
 
 use super::{ATTEMPTS, LeakRelease, ReleaseError, ReleaseStep, version};
-use crate::allocation;
 use crate::api::CalicoKind;
-use crate::names;
 use crate::rest::CalicoClient;
+use ippool_ipam::allocation;
+use ippool_ipam::names;
 
 /// Releases the given handles' leaked ordinals in one block; returns handle → (block CIDR, count).
 pub(super) async fn release_in_block(

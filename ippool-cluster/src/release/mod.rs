@@ -15,16 +15,16 @@ use ippool_rules::model::IpamBlock;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::allocation::BlockError;
 use crate::api::CalicoKind;
-use crate::check::LeakedAllocation;
-use crate::gc::{GcCandidate, GcPlan};
-use crate::ipam_ref::{AffinityRef, BlockRef};
-use crate::names;
 use crate::request_error::RequestError;
 use crate::rest::CalicoClient;
 use affinity::release_affinity;
 use handles::{lower_handle, release_in_block};
+use ippool_ipam::allocation::BlockError;
+use ippool_ipam::check::LeakedAllocation;
+use ippool_ipam::gc::{GcCandidate, GcPlan};
+use ippool_ipam::ipam_ref::{AffinityRef, BlockRef};
+use ippool_ipam::names;
 
 /// Attempts per object before a stream of conflicts is reported as an error.
 const ATTEMPTS: usize = 8;

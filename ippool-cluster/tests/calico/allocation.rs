@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt as _;
 use harness::SimOptions;
-use ippool_cluster::allocation;
-use ippool_cluster::names;
+use ippool_ipam::allocation;
+use ippool_ipam::names;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::{WatchStreamExt as _, watcher};

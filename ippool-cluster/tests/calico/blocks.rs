@@ -1,9 +1,9 @@
 //! Block lifecycle as Calico has it: an emptied block keeps its node affinity, while an emptied
 //! block without affinity (left by calicoctl's pool deletion) is deleted.
 
-use ippool_cluster::allocation;
-use ippool_cluster::names;
 use ippool_cluster::resources::CalicoApi;
+use ippool_ipam::allocation;
+use ippool_ipam::names;
 use ippool_rules::model::{BlockAffinity, IpamBlock};
 use serde_json::json;
 

@@ -2,7 +2,7 @@
 //! nodeSelector, namespaceSelector, allowedUses, assignmentMode, borrowing and strictAffinity.
 
 use ipnet::IpNet;
-use ippool_cluster::names;
+use ippool_ipam::names;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 use serde_json::json;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use ippool_cluster::names;
+use ippool_ipam::names;
 use ippool_rules::model::Encapsulation;
 use kube::Client;
 use serde_json::json;

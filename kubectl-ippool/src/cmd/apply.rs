@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
 use ippool_cluster::pool_write::{Decision, PoolWriteError, Updated, pool_diff, update_pool};
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::snapshot::Parts;
 use ippool_rules::context::{ClusterContext, Operation};
 use ippool_rules::model::{IpPool, IpPoolSpec};
 use ippool_rules::rules::check_pool;

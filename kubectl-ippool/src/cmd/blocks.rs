@@ -5,9 +5,9 @@
 use anyhow::bail;
 use clap::Args;
 use ipnet::IpNet;
-use ippool_cluster::gc::{StaleAffinity, stale_affinities};
-use ippool_cluster::snapshot::{Parts, Snapshot};
-use ippool_cluster::usage::{BlockUse, PoolUsage, block_uses, pool_usage};
+use ippool_ipam::gc::{StaleAffinity, stale_affinities};
+use ippool_ipam::snapshot::{Parts, Snapshot};
+use ippool_ipam::usage::{BlockUse, PoolUsage, block_uses, pool_usage};
 use ippool_rules::cidr;
 use serde::Serialize;
 
@@ -176,8 +176,8 @@ pub fn render(report: &BlockReport<'_>, output: &OutputArgs) -> anyhow::Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ippool_cluster::gc::GcReason;
-    use ippool_cluster::ipam_ref::AffinityRef;
+    use ippool_ipam::gc::GcReason;
+    use ippool_ipam::ipam_ref::AffinityRef;
 
     #[test]
     fn rows_show_pools_blocks_and_stale_affinities_with_their_problem() {

@@ -3,8 +3,8 @@
 //! status 1 when problems are found.
 
 use clap::Args;
-use ippool_cluster::check::{CheckReport, ProblemKind, check};
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::check::{CheckReport, ProblemKind, check};
+use ippool_ipam::snapshot::Parts;
 
 use super::Outcome;
 use crate::kube_opts::{KubeOpts, block_on};
@@ -95,7 +95,7 @@ pub fn render_text(report: &CheckReport, all: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ippool_cluster::check::{Checked, Problem};
+    use ippool_ipam::check::{Checked, Problem};
 
     #[test]
     fn text_report_lists_every_class_and_ends_like_calicoctl() {

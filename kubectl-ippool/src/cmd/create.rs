@@ -3,7 +3,7 @@
 
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::snapshot::Parts;
 use ippool_rules::cidr::{self, Family};
 use ippool_rules::context::Operation;
 use ippool_rules::model::{EncapMode, IpPool, IpPoolSpec, ObjectMeta};

@@ -5,9 +5,10 @@
 
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
-use ippool_cluster::pool_delete::{DeleteAssessment, DeleteError, assess, delete_pool};
+use ippool_cluster::pool_delete::{DeleteError, delete_pool};
 use ippool_cluster::release::ReleaseStep;
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::pool_delete::{DeleteAssessment, assess};
+use ippool_ipam::snapshot::Parts;
 use ippool_rules::context::Operation;
 use ippool_rules::rules::check_pool;
 

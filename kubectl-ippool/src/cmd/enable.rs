@@ -3,7 +3,7 @@
 
 use clap::Args;
 use ippool_cluster::pool_write::{Decision, PoolWriteError, Updated, update_pool};
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::snapshot::Parts;
 use ippool_rules::context::Operation;
 use ippool_rules::model::IpPool;
 use ippool_rules::rules::check_pool;

@@ -3,9 +3,9 @@
 
 use clap::Args;
 use ipnet::IpNet;
-use ippool_cluster::gc::{GcCandidate, GcPlan, gc_plan};
 use ippool_cluster::release::{ReleaseStep, Released, release_leftovers};
-use ippool_cluster::snapshot::Parts;
+use ippool_ipam::gc::{GcCandidate, GcPlan, gc_plan};
+use ippool_ipam::snapshot::Parts;
 use serde::Serialize;
 
 use super::Outcome;
@@ -153,8 +153,8 @@ pub fn run(args: &GcArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ippool_cluster::gc::{GcReason, Kept};
-    use ippool_cluster::ipam_ref::{AffinityRef, BlockRef};
+    use ippool_ipam::gc::{GcReason, Kept};
+    use ippool_ipam::ipam_ref::{AffinityRef, BlockRef};
 
     #[test]
     fn plan_lists_removals_and_what_is_kept() {

@@ -1,8 +1,8 @@
 //! `kubectl ippool list`: every pool with its settings and how much of it is in use.
 
 use clap::Args;
-use ippool_cluster::snapshot::Parts;
-use ippool_cluster::usage::{PoolUsage, pool_usage};
+use ippool_ipam::snapshot::Parts;
+use ippool_ipam::usage::{PoolUsage, pool_usage};
 use ippool_rules::model::IpPool;
 use serde::Serialize;
 

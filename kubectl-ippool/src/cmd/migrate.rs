@@ -18,8 +18,8 @@ use ippool_cluster::migration::events::{Event, Outcome as RunOutcome, Progress, 
 use ippool_cluster::migration::execute::{self, Executor, Options};
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
 use ippool_cluster::migration::requests::RequestCounter;
-use ippool_cluster::plan::{Intent, Scope};
 use ippool_cluster::rest::CalicoClient;
+use ippool_ipam::plan::{Intent, Scope};
 use kube::Client;
 use kube::client::ClientBuilder;
 use tokio::time::Instant;

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use anyhow::bail;
 use clap::Args;
-use ippool_cluster::snapshot::Parts;
-use ippool_cluster::usage::{PodInPool, pods_in_pool};
+use ippool_ipam::snapshot::Parts;
+use ippool_ipam::usage::{PodInPool, pods_in_pool};
 
 use super::Outcome;
 use crate::kube_opts::{KubeOpts, block_on};
@@ -102,7 +102,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ippool_cluster::snapshot::{Owner, OwnerKind};
+    use ippool_ipam::snapshot::{Owner, OwnerKind};
 
     #[test]
     fn rows_carry_owner_and_node() {

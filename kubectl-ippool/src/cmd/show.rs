@@ -3,9 +3,9 @@
 //! say about it (outside the cluster CIDR, operator-managed, …).
 
 use clap::Args;
-use ippool_cluster::gc::gc_plan;
-use ippool_cluster::snapshot::Parts;
-use ippool_cluster::usage::{
+use ippool_ipam::gc::gc_plan;
+use ippool_ipam::snapshot::Parts;
+use ippool_ipam::usage::{
     BlockUse, OwnerGroup, PoolUsage, TunnelAddress, block_uses, group_by_owner, pods_in_pool,
     pool_usage, tunnel_addresses,
 };

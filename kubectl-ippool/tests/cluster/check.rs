@@ -16,8 +16,8 @@ use harness::{
     ControlPlane, ControlPlaneOptions, Expected, Sim, SimOptions, wait_for_all, workloads,
 };
 use ipnet::IpNet;
-use ippool_cluster::allocation::AffinityState;
 use ippool_cluster::resources::ipam_blocks;
+use ippool_ipam::allocation::AffinityState;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::watcher;

@@ -5,7 +5,7 @@ use crate::support::{
     Holder, control_plane, create_node, create_pool, ippool, names_of, pool, seed_block,
 };
 use harness::Expected;
-use ippool_cluster::allocation::AffinityState;
+use ippool_ipam::allocation::AffinityState;
 use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamHandle};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,13 +9,13 @@ use crate::support::{
     ippool, names_of, pool, seed_block,
 };
 use harness::Expected;
-use ippool_cluster::allocation::{self, AffinityState};
 use ippool_cluster::api::ServedApis;
-use ippool_cluster::gc::{GcCandidate, gc_plan};
 use ippool_cluster::release::{ReleaseStep, Released, release_block};
 use ippool_cluster::resources::CalicoApi;
 use ippool_cluster::rest::CalicoClient;
-use ippool_cluster::snapshot::{Parts, Snapshot};
+use ippool_ipam::allocation::{self, AffinityState};
+use ippool_ipam::gc::{GcCandidate, gc_plan};
+use ippool_ipam::snapshot::Parts;
 use ippool_rules::model::{BlockAffinity, IpamBlock};
 use std::collections::BTreeMap;
 
@@ -194,7 +194,9 @@ async fn a_concurrent_allocation_wins_the_block() {
     .await;
 
     let apis = ServedApis::discover(&client).await.unwrap();
-    let snapshot = Snapshot::load(&client, &apis, Parts::ALL).await.unwrap();
+    let snapshot = ippool_cluster::load::snapshot(&client, &apis, Parts::ALL)
+        .await
+        .unwrap();
     let plan = gc_plan(&snapshot, None);
     let [
         GcCandidate::Block {

@@ -28,11 +28,12 @@ use super::record::lock::{self, Found, Held};
 use super::record::{self, Job, MigrateRecord, Record, RecordError};
 use super::step::Step;
 use crate::api::ServedApis;
-use crate::plan::{self, Intent, Plan, PlanError};
-use crate::pool_delete::{DeleteError, DeleteRefusal};
+use crate::pool_delete::DeleteError;
 use crate::pool_write::PoolWriteError;
 use crate::release::ReleaseError;
 use crate::request_error::RequestError;
+use ippool_ipam::plan::{self, Intent, Plan, PlanError};
+use ippool_ipam::pool_delete::DeleteRefusal;
 use steps::{Migration, Slot};
 
 /// How a run behaves.

@@ -12,11 +12,12 @@ use super::steps::Migration;
 use crate::api::CalicoKind;
 use crate::migration::events::Event;
 use crate::migration::step::Step;
-use crate::plan::TargetAction;
-use crate::pool_delete::{DeleteError, assess, delete_pool};
+use crate::pool_delete::{DeleteError, delete_pool};
 use crate::pool_write::{Decision, update_pool};
 use crate::release::{ReleaseStep, Released, release_block, release_stale_affinity};
-use crate::snapshot::{Parts, Snapshot};
+use ippool_ipam::plan::TargetAction;
+use ippool_ipam::pool_delete::assess;
+use ippool_ipam::snapshot::{Parts, Snapshot};
 
 /// What the release and delete steps read.
 const RELEASE_PARTS: Parts = Parts {
@@ -102,7 +103,7 @@ impl Migration<'_> {
     }
 
     async fn snapshot(&self) -> Result<Snapshot, MigrateError> {
-        Ok(Snapshot::load(&self.exec.client, &self.exec.apis, RELEASE_PARTS).await?)
+        Ok(crate::load::snapshot(&self.exec.client, &self.exec.apis, RELEASE_PARTS).await?)
     }
 
     pub(super) async fn release_old(&self) -> Result<(), MigrateError> {

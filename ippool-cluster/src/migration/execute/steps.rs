@@ -14,8 +14,8 @@ use crate::migration::mirror::Mirror;
 use crate::migration::record::lock::Held;
 use crate::migration::record::{Job, MigrateRecord, Record};
 use crate::migration::step::Step;
-use crate::plan::Plan;
 use crate::rest::CalicoClient;
+use ippool_ipam::plan::Plan;
 
 /// Where a migration's progress lives in the record: the record itself, or the migration a
 /// resize is running.

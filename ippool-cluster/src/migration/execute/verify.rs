@@ -14,12 +14,12 @@ use tokio::time::Instant;
 use super::MigrateError;
 use super::steps::{Migration, parse_net};
 use crate::api::CalicoKind;
-use crate::index::{AllocationUse, allocations_of};
 use crate::migration::events::Event;
 use crate::migration::mirror::{ALL, Mirror};
 use crate::migration::moves::pods::{pod_keys, pods_left};
 use crate::request_error::RequestError;
 use crate::resources::from_dynamic;
+use ippool_ipam::index::{AllocationUse, allocations_of};
 
 impl Migration<'_> {
     /// The pods this migration is responsible for: its namespace and selector.

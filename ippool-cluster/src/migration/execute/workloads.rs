@@ -16,8 +16,8 @@ use crate::migration::mirror::Mirror;
 use crate::migration::moves::pods::{name_key, pod_in, pod_keys};
 use crate::migration::moves::{Mover, WorkloadMirrors};
 use crate::migration::step::Step;
-use crate::plan::{MoveMethod, WorkloadMove};
-use crate::snapshot::OwnerKind;
+use ippool_ipam::plan::{MoveMethod, WorkloadMove};
+use ippool_ipam::snapshot::OwnerKind;
 
 impl Migration<'_> {
     pub(super) async fn move_workloads(&self) -> Result<(), MigrateError> {

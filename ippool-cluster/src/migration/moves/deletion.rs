@@ -6,8 +6,8 @@ use kube::api::{Api, DeleteParams, Preconditions};
 
 use super::{MoveError, Mover};
 use crate::migration::events::Event;
-use crate::plan::WorkloadMove;
 use crate::request_error::RequestError;
+use ippool_ipam::plan::WorkloadMove;
 
 impl Mover {
     pub(super) async fn delete_all(&self, m: &WorkloadMove) -> Result<(), MoveError> {

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::pods::{pod_in, pod_is_ready, pod_key, workload_key};
 use super::{MoveError, Mover};
-use crate::api::PolicyVersion;
 use crate::migration::events::Event;
 use crate::migration::mirror::ALL;
-use crate::plan::{PodInOld, WorkloadMove};
 use crate::request_error::RequestError;
+use ippool_ipam::plan::PolicyVersion;
+use ippool_ipam::plan::{PodInOld, WorkloadMove};
 
 /// Longest wait between eviction attempts while a budget refuses (a budget change wakes it sooner).
 const EVICTION_RETRY_AT_MOST: Duration = Duration::from_secs(5);

@@ -32,10 +32,10 @@ use kube::api::DynamicObject;
 
 use super::events::{Event, Progress};
 use super::mirror::Mirror;
-use crate::api::PolicyVersion;
-use crate::plan::{MoveMethod, WorkloadMove, WorkloadRef};
 use crate::request_error::RequestError;
-use crate::snapshot::OwnerKind;
+use ippool_ipam::plan::PolicyVersion;
+use ippool_ipam::plan::{MoveMethod, WorkloadMove, WorkloadRef};
+use ippool_ipam::snapshot::OwnerKind;
 use pods::{pod_addresses, pod_in, pod_is_finished, pod_is_host_network, pod_key};
 use rollout::{daemon_set_view, deployment_view, stateful_set_view};
 

@@ -9,9 +9,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 
 use crate::migration::mirror::Mirror;
-use crate::names::{ANNOTATION_POD_IP, ANNOTATION_POD_IPS};
-use crate::plan::WorkloadRef;
-use crate::snapshot::OwnerKind;
+use ippool_ipam::names::{ANNOTATION_POD_IP, ANNOTATION_POD_IPS};
+use ippool_ipam::plan::WorkloadRef;
+use ippool_ipam::snapshot::OwnerKind;
 
 /// The addresses a pod holds: its status, else (before the kubelet reports) what Calico's CNI
 /// wrote into its annotations.

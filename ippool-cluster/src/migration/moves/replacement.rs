@@ -9,8 +9,8 @@ use tokio::time::Instant;
 use super::pods::{controller_key, controller_of, pod_is_ready, pod_key, workload_key};
 use super::{MoveError, Mover};
 use crate::migration::mirror::ALL;
-use crate::plan::{PodInOld, WorkloadMove};
-use crate::snapshot::OwnerKind;
+use ippool_ipam::plan::{PodInOld, WorkloadMove};
+use ippool_ipam::snapshot::OwnerKind;
 
 /// A pod watched while it is replaced.
 pub(super) struct Watched {

@@ -12,8 +12,8 @@ use super::pods::{pod_in, workload_key};
 use super::{MoveError, Mover};
 use crate::migration::events::Event;
 use crate::migration::mirror::Mirror;
-use crate::plan::WorkloadMove;
 use crate::request_error::RequestError;
+use ippool_ipam::plan::WorkloadMove;
 
 /// The annotation `kubectl rollout restart` sets on the pod template.
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";

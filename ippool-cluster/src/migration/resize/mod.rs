@@ -28,8 +28,8 @@ use super::inventory;
 use super::record::lock::{self, Held};
 use super::record::{self, Job, MigrateRecord, Record, RecordError, ResizeRecord};
 use super::step::{ResizeStep, Step};
-use crate::plan::{Blocker, Intent, KeepReason, Plan, PlanError, Scope};
 use crate::rest::CalicoClient;
+use ippool_ipam::plan::{Blocker, Intent, KeepReason, Plan, PlanError, Scope};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

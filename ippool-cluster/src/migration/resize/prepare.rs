@@ -15,8 +15,8 @@ use crate::migration::execute::{Executor, MigrateError};
 use crate::migration::inventory;
 use crate::migration::record::ResizeRecord;
 use crate::migration::step::{ResizeStep, Step};
-use crate::plan::{Blocker, PlanError, Scope};
-use crate::snapshot::{Parts, Snapshot};
+use ippool_ipam::plan::{Blocker, PlanError, Scope};
+use ippool_ipam::snapshot::{Parts, Snapshot};
 
 /// The resize recorded by an earlier run, asked for again: the command must ask for what it
 /// recorded; the first migration is planned again unless it got past moving workloads.

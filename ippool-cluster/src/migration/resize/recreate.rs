@@ -9,14 +9,14 @@ use ippool_rules::model::{IpPool, ObjectMeta};
 
 use super::{Resize, ResizeError};
 use crate::api::CalicoKind;
-use crate::gc::{GcCandidate, gc_plan};
 use crate::migration::events::Event;
 use crate::migration::execute::{Executor, MigrateError};
 use crate::migration::record::ResizeRecord;
-use crate::plan::PlanError;
 use crate::release::{ReleaseStep, Released, release_block, release_stale_affinity};
 use crate::rest::CalicoClient;
-use crate::snapshot::{Parts, Snapshot};
+use ippool_ipam::gc::{GcCandidate, gc_plan};
+use ippool_ipam::plan::PlanError;
+use ippool_ipam::snapshot::Parts;
 
 /// NAME's definition as it must be re-created: name, labels, annotations and spec, nothing the
 /// server set.
@@ -62,7 +62,7 @@ impl Resize<'_> {
             nodes: true,
             namespaces: false,
         };
-        let snapshot = Snapshot::load(&self.exec.client, &self.exec.apis, parts).await?;
+        let snapshot = crate::load::snapshot(&self.exec.client, &self.exec.apis, parts).await?;
         let gc = gc_plan(&snapshot, Some(&cidr));
         if !gc.kept.is_empty() {
             return Err(ResizeError::CidrNotClean {
@@ -109,7 +109,7 @@ impl Resize<'_> {
                 });
             }
         }
-        let after = Snapshot::load(&self.exec.client, &self.exec.apis, parts).await?;
+        let after = crate::load::snapshot(&self.exec.client, &self.exec.apis, parts).await?;
         let mut left: BTreeMap<String, &str> = BTreeMap::new();
         for block in &after.blocks {
             if block.cidr().is_some_and(|b| cidr::overlaps(&b, &cidr)) {

@@ -6,7 +6,7 @@ use ippool_rules::cidr::{self, Family};
 use ippool_rules::context::ClusterCidrs;
 
 use super::{ResizeError, ResizeIntent};
-use crate::snapshot::Snapshot;
+use ippool_ipam::snapshot::Snapshot;
 
 /// The temporary pool's name for pool `name`.
 pub(super) fn temp_name(name: &str) -> String {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use harness::ControlPlane;
 use ipnet::IpNet;
-use ippool_cluster::allocation::{self, AffinityState};
-use ippool_cluster::names;
 use ippool_cluster::resources::CalicoApi;
+use ippool_ipam::allocation::{self, AffinityState};
+use ippool_ipam::names;
 use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHandle, ObjectMeta};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::Client;

@@ -289,7 +289,7 @@ fn in_pool(index: &PoolIndex<'_>, block: &IpamBlock, pool: &IpPool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::fixtures::*;
+    use crate::fixtures::*;
     use crate::snapshot::OwnerKind;
 
     fn snapshot() -> Snapshot {

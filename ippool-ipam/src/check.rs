@@ -478,7 +478,7 @@ fn affinity_problems(snapshot: &Snapshot) -> Vec<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::fixtures::*;
+    use crate::fixtures::*;
 
     /// A consistent cluster: one pool, a pod and a node tunnel address, both allocated.
     fn clean() -> Snapshot {

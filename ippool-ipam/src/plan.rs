@@ -7,6 +7,7 @@
 
 mod inputs;
 mod moves;
+pub mod objects;
 mod pools;
 #[cfg(test)]
 mod tests;
@@ -20,7 +21,7 @@ use ippool_rules::model::IpPool;
 use ippool_rules::report::Severity;
 use serde::Serialize;
 
-pub use inputs::{Budget, Inventory, Rounding, ServerVersion, Workloads, int_or_string, scaled};
+pub use inputs::{Budget, Inventory, PolicyVersion, ServerVersion, Workloads};
 
 use crate::snapshot::OwnerKind;
 

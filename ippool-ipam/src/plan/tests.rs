@@ -6,12 +6,11 @@ use ipnet::IpNet;
 use ippool_rules::context::{ClusterCidrs, Strength};
 use ippool_rules::model::EncapMode;
 use ippool_rules::report::Severity;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use serde_json::json;
 
+use super::objects::{DaemonSet, Deployment, StatefulSet};
 use super::*;
-use crate::api::PolicyVersion;
-use crate::index::fixtures::{block, node, pod, pool, workload};
+use crate::fixtures::{block, node, pod, pool, workload};
 use crate::snapshot::{NamespaceRecord, Owner, PodInfo, Snapshot};
 
 const OLD: &str = "default-ipv4-ippool";

@@ -4,13 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use ippool_rules::cidr::{self, Family};
-use ippool_rules::model::IpPool;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
-use super::inputs::{Budget, Inventory, Rounding, scaled};
+use super::inputs::{Budget, Inventory};
+use super::objects::{DaemonSet, Deployment, IntOrString, Meta, Rounding, StatefulSet, scaled};
 use super::{
     Blocker, BudgetBound, DisruptionNote, Intent, MoveMethod, PodInOld, PoolSide, WorkloadMove,
     WorkloadRef,
@@ -18,6 +13,9 @@ use super::{
 use crate::names::{ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS};
 use crate::snapshot::{OwnerKind, PodInfo};
 use crate::{check, usage};
+use ipnet::IpNet;
+use ippool_rules::cidr::{self, Family};
+use ippool_rules::model::IpPool;
 
 /// Pod annotation fixing a pod's IPv4/IPv6 addresses (a JSON list).
 pub const ANNOTATION_IP_ADDRS: &str = "cni.projectcalico.org/ipAddrs";
@@ -265,39 +263,22 @@ fn decide(
         warnings: Vec::new(),
     };
     let workloads = &inventory.workloads;
-    let find = |name: &str, namespace: Option<&String>| {
-        namespace.map(String::as_str) == Some(workload.namespace.as_str()) && name == workload.name
-    };
+    let find = |meta: &Meta| meta.is(&workload.namespace, &workload.name);
     let rollout = match &workload.kind {
         OwnerKind::Deployment => workloads
             .deployments
             .iter()
-            .find(|w| {
-                find(
-                    w.metadata.name.as_deref().unwrap_or(""),
-                    w.metadata.namespace.as_ref(),
-                )
-            })
+            .find(|w| find(&w.metadata))
             .map(|w| deployment(w, workload, &mut d)),
         OwnerKind::StatefulSet => workloads
             .stateful_sets
             .iter()
-            .find(|w| {
-                find(
-                    w.metadata.name.as_deref().unwrap_or(""),
-                    w.metadata.namespace.as_ref(),
-                )
-            })
+            .find(|w| find(&w.metadata))
             .map(|w| stateful_set(w, &mut d)),
         OwnerKind::DaemonSet => workloads
             .daemon_sets
             .iter()
-            .find(|w| {
-                find(
-                    w.metadata.name.as_deref().unwrap_or(""),
-                    w.metadata.namespace.as_ref(),
-                )
-            })
+            .find(|w| find(&w.metadata))
             .map(|w| daemon_set(w, inventory, &mut d)),
         OwnerKind::Job | OwnerKind::CronJob => {
             job(intent, workload, pods, &mut d);

@@ -4,13 +4,11 @@
 use std::collections::BTreeMap;
 
 use ippool_rules::context::ClusterCidrs;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::core::{Selector, SelectorExt as _};
 use serde::Deserialize;
 
-use crate::api::PolicyVersion;
+use super::objects::{
+    DaemonSet, Deployment, IntOrString, LabelSelector, Rounding, StatefulSet, scaled,
+};
 use crate::snapshot::Snapshot;
 
 /// The API server's version, as far as the planner cares (which rollout features it has).
@@ -47,6 +45,24 @@ impl ServerVersion {
 impl std::fmt::Display for ServerVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The PodDisruptionBudget API the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyVersion {
+    /// `policy/v1` (Kubernetes 1.21+).
+    V1,
+    /// `policy/v1beta1` (Kubernetes up to 1.24; the only one on 1.20).
+    V1Beta1,
+}
+
+impl PolicyVersion {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            PolicyVersion::V1 => "policy/v1",
+            PolicyVersion::V1Beta1 => "policy/v1beta1",
+        }
     }
 }
 
@@ -139,17 +155,10 @@ impl Budget {
         let Some(selector) = &self.selector else {
             return false;
         };
-        let empty = selector.match_labels.as_ref().is_none_or(|m| m.is_empty())
-            && selector
-                .match_expressions
-                .as_ref()
-                .is_none_or(|e| e.is_empty());
-        if empty {
+        if selector.is_empty() {
             return self.empty_selector_selects_all;
         }
-        // A selector the API server accepted always converts; one that does not selects nothing,
-        // as the disruption controller treats it.
-        Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
+        selector.matches(labels)
     }
 
     /// How many of `pods` covered pods may be down at once by this budget's spec, when all are
@@ -168,47 +177,10 @@ impl Budget {
     /// The spec as people write it, for messages ("minAvailable 3", "maxUnavailable 25%").
     pub fn describe_spec(&self) -> String {
         match (&self.min_available, &self.max_unavailable) {
-            (_, Some(max)) => format!("maxUnavailable {}", int_or_string(max)),
-            (Some(min), None) => format!("minAvailable {}", int_or_string(min)),
+            (_, Some(max)) => format!("maxUnavailable {}", max),
+            (Some(min), None) => format!("minAvailable {}", min),
             (None, None) => "minAvailable 1 (default)".to_owned(),
         }
-    }
-}
-
-/// How a percentage is turned into a count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rounding {
-    Up,
-    Down,
-}
-
-/// An int-or-percent value applied to `total`, rounded as Kubernetes does for the field in
-/// question (surge and budgets round up, a rollout's maxUnavailable rounds down). An unparsable
-/// percentage counts as 0, the value the API server would have refused.
-pub fn scaled(value: &IntOrString, total: i32, rounding: Rounding) -> i32 {
-    match value {
-        IntOrString::Int(n) => *n,
-        IntOrString::String(s) => {
-            let Some(percent) = s
-                .strip_suffix('%')
-                .and_then(|p| p.trim().parse::<i64>().ok())
-            else {
-                return s.trim().parse::<i32>().unwrap_or(0);
-            };
-            let product = percent * i64::from(total);
-            let count = match rounding {
-                Rounding::Up => (product + 99).div_euclid(100),
-                Rounding::Down => product.div_euclid(100),
-            };
-            i32::try_from(count).unwrap_or(i32::MAX)
-        }
-    }
-}
-
-pub fn int_or_string(value: &IntOrString) -> String {
-    match value {
-        IntOrString::Int(n) => n.to_string(),
-        IntOrString::String(s) => s.clone(),
     }
 }
 
@@ -253,16 +225,6 @@ mod tests {
                 .surges_daemon_sets()
         );
         assert_eq!(ServerVersion::parse("x", "1"), None);
-    }
-
-    #[test]
-    fn percentages_round_as_kubernetes_does() {
-        let quarter = IntOrString::String("25%".into());
-        assert_eq!(scaled(&quarter, 10, Rounding::Up), 3);
-        assert_eq!(scaled(&quarter, 10, Rounding::Down), 2);
-        assert_eq!(scaled(&quarter, 1, Rounding::Up), 1);
-        assert_eq!(scaled(&quarter, 1, Rounding::Down), 0);
-        assert_eq!(scaled(&IntOrString::Int(2), 10, Rounding::Down), 2);
     }
 
     #[test]

@@ -243,7 +243,7 @@ pub fn gc_plan(snapshot: &Snapshot, within: Option<&IpNet>) -> GcPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::fixtures::*;
+    use crate::fixtures::*;
 
     fn snapshot() -> Snapshot {
         Snapshot {

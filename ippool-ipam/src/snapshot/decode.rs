@@ -1,223 +1,17 @@
-//! A point-in-time read of everything the pool commands reason about: pools, IPAM blocks,
-//! affinities, handles, and the pods, nodes and namespaces they belong to. All collections are
-//! read at once (pods, nodes and ReplicaSets in pages of 500); the analysis modules
-//! ([`crate::usage`], [`crate::check`], [`crate::gc`]) are pure functions of it.
+//! The API server's objects as the snapshot holds them. Only the fields the analyses use are
+//! decoded (serde skips the rest, `managedFields` above all), so thousands of pods, blocks and
+//! handles stay small; the cluster crate lists objects straight into these types.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use ippool_rules::context::{ClusterCidrs, ClusterContext, NodeInfo};
 use ippool_rules::model::{
-    BlockAffinity, BlockAffinitySpec, IpPool, IpamBlock, IpamBlockSpec, IpamHandle, IpamHandleSpec,
+    BlockAffinity, BlockAffinitySpec, IpamBlock, IpamBlockSpec, IpamHandle, IpamHandleSpec,
     ObjectMeta,
 };
-use kube::Client;
 use serde::Deserialize;
 
-use crate::api::{CalicoKind, ServedApis};
-use crate::request_error::RequestError;
-use crate::rest::{CalicoClient, list_all};
-
-/// Which collections to read; the rest stay empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Parts {
-    pub pools: bool,
-    pub blocks: bool,
-    pub affinities: bool,
-    pub handles: bool,
-    /// Pods, with their ReplicaSets so that Deployment owners are known.
-    pub pods: bool,
-    pub nodes: bool,
-    pub namespaces: bool,
-}
-
-impl Parts {
-    pub const ALL: Parts = Parts {
-        pools: true,
-        blocks: true,
-        affinities: true,
-        handles: true,
-        pods: true,
-        nodes: true,
-        namespaces: true,
-    };
-
-    /// What the rules can use from the cluster ([`Snapshot::rules_context`]).
-    pub const RULES: Parts = Parts {
-        pools: true,
-        blocks: true,
-        affinities: false,
-        handles: false,
-        pods: true,
-        nodes: true,
-        namespaces: false,
-    };
-
-    /// Pools and blocks only: enough for block-level views.
-    pub const POOLS_AND_BLOCKS: Parts = Parts {
-        pools: true,
-        blocks: true,
-        affinities: false,
-        handles: false,
-        pods: false,
-        nodes: false,
-        namespaces: false,
-    };
-}
-
-/// The kind of workload controller a pod belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub enum OwnerKind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    Job,
-    CronJob,
-    /// A ReplicaSet with no Deployment above it.
-    ReplicaSet,
-    /// Any other controller kind (as written in the owner reference).
-    Other(String),
-    /// No controller: a bare pod, gone when deleted.
-    Bare,
-}
-
-impl OwnerKind {
-    pub fn as_str(&self) -> &str {
-        match self {
-            OwnerKind::Deployment => "Deployment",
-            OwnerKind::StatefulSet => "StatefulSet",
-            OwnerKind::DaemonSet => "DaemonSet",
-            OwnerKind::Job => "Job",
-            OwnerKind::CronJob => "CronJob",
-            OwnerKind::ReplicaSet => "ReplicaSet",
-            OwnerKind::Other(kind) => kind,
-            OwnerKind::Bare => "<none>",
-        }
-    }
-}
-
-/// The controller at the top of a pod's owner chain (ReplicaSet → Deployment resolved).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct Owner {
-    pub kind: OwnerKind,
-    /// Empty for bare pods.
-    pub name: String,
-}
-
-impl Owner {
-    pub fn bare() -> Owner {
-        Owner {
-            kind: OwnerKind::Bare,
-            name: String::new(),
-        }
-    }
-}
-
-impl std::fmt::Display for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.kind {
-            OwnerKind::Bare => f.write_str("<none>"),
-            _ => write!(f, "{}/{}", self.kind.as_str(), self.name),
-        }
-    }
-}
-
-/// A pod as the pool commands see it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodInfo {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    pub node: Option<String>,
-    /// Pod-network addresses: `status.podIPs` and Calico's `cni.projectcalico.org/podIPs`.
-    pub addresses: Vec<IpAddr>,
-    pub host_network: bool,
-    pub phase: String,
-    /// The `Ready` condition is `True`.
-    pub ready: bool,
-    pub creation_timestamp: Option<String>,
-    pub terminating: bool,
-    pub owner: Owner,
-    /// Labels (PodDisruptionBudget selectors, pool namespace/pod selectors).
-    pub labels: BTreeMap<String, String>,
-    /// `cni.projectcalico.org/containerID`: the pod's IPAM handle is `k8s-pod-network.<id>`.
-    pub container_id: Option<String>,
-    /// `cni.projectcalico.org/ipv4pools` / `ipv6pools` as written (JSON lists of names or CIDRs).
-    pub ipv4_pools: Option<String>,
-    pub ipv6_pools: Option<String>,
-    /// `cni.projectcalico.org/ipAddrs`: fixed addresses the pod asks for (JSON list).
-    pub ip_addrs: Option<String>,
-}
-
-impl PodInfo {
-    /// Running or about to: not Succeeded/Failed. Finished pods' sandboxes (and addresses) are gone.
-    pub fn is_live(&self) -> bool {
-        !matches!(self.phase.as_str(), "Succeeded" | "Failed")
-    }
-
-    /// Live, on the pod network, with at least one address.
-    pub fn holds_addresses(&self) -> bool {
-        self.is_live() && !self.host_network && !self.addresses.is_empty()
-    }
-
-    /// The IPAM handle Calico's CNI uses for this pod, when its container ID is known.
-    pub fn handle_id(&self) -> Option<String> {
-        self.container_id
-            .as_ref()
-            .map(|id| format!("k8s-pod-network.{id}"))
-    }
-
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
-    }
-}
-
-/// A node: its labels (for selectors) and the tunnel addresses Calico recorded on it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeRecord {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// From `projectcalico.org/IPv4IPIPTunnelAddr` and the other tunnel address annotations.
-    pub tunnel_addresses: Vec<IpAddr>,
-    /// `spec.podCIDRs` (per-node ranges; usually empty under Calico IPAM).
-    pub pod_cidrs: Vec<String>,
-}
-
-impl NodeRecord {
-    pub fn to_node_info(&self) -> NodeInfo {
-        NodeInfo {
-            name: self.name.clone(),
-            labels: self.labels.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NamespaceRecord {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    /// `cni.projectcalico.org/ipv4pools` / `ipv6pools` on the namespace, as written.
-    pub ipv4_pools: Option<String>,
-    pub ipv6_pools: Option<String>,
-}
-
-/// Everything read, in one consistent-enough moment (collections are read concurrently, each
-/// page-by-page; writers act on resourceVersions, so a stale read loses a conflict rather than
-/// doing harm).
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub pools: Vec<IpPool>,
-    pub blocks: Vec<IpamBlock>,
-    pub affinities: Vec<BlockAffinity>,
-    pub handles: Vec<IpamHandle>,
-    pub pods: Vec<PodInfo>,
-    pub nodes: Vec<NodeRecord>,
-    pub namespaces: Vec<NamespaceRecord>,
-}
+use super::{NamespaceRecord, NodeRecord, Owner, OwnerKind, PodInfo};
 
 /// Node annotations where calico-node records tunnel addresses.
 const TUNNEL_ANNOTATIONS: &[&str] = &[
@@ -228,139 +22,11 @@ const TUNNEL_ANNOTATIONS: &[&str] = &[
     "projectcalico.org/IPv6WireguardInterfaceAddr",
 ];
 
-impl Snapshot {
-    /// The rules' view of the cluster: what was read (`parts`) is given, what was not stays `None`
-    /// so that rules needing it say it was not checked.
-    pub fn rules_context(
-        &self,
-        parts: Parts,
-        cluster_cidrs: Option<ClusterCidrs>,
-        service_cidrs: Option<Vec<IpNet>>,
-    ) -> ClusterContext {
-        ClusterContext {
-            pools: parts.pools.then(|| self.pools.clone()),
-            blocks: parts.blocks.then(|| self.blocks.clone()),
-            cluster_cidrs,
-            service_cidrs,
-            nodes: parts
-                .nodes
-                .then(|| self.nodes.iter().map(|n| n.to_node_info()).collect()),
-            workloads_present: parts
-                .pods
-                .then(|| self.pods.iter().any(|p| p.holds_addresses())),
-        }
-    }
-
-    /// Reads `parts` concurrently: Calico's objects from the API server's watch cache, core
-    /// objects from storage page by page (see [`crate::rest::ReadFrom`]).
-    pub async fn load(
-        client: &Client,
-        api: &ServedApis,
-        parts: Parts,
-    ) -> Result<Snapshot, RequestError> {
-        let calico = CalicoClient::new(client.clone(), *api);
-        let pools = async {
-            if parts.pools {
-                calico.list::<IpPool>(CalicoKind::Pool).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let blocks = async {
-            if parts.blocks {
-                lean_list(&calico, CalicoKind::Block, |o: Lean<IpamBlockSpec>| {
-                    IpamBlock {
-                        api_version: o.api_version,
-                        kind: o.kind,
-                        metadata: o.metadata.into(),
-                        spec: o.spec,
-                    }
-                })
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let affinities = async {
-            if parts.affinities {
-                lean_list(
-                    &calico,
-                    CalicoKind::Affinity,
-                    |o: Lean<BlockAffinitySpec>| BlockAffinity {
-                        api_version: o.api_version,
-                        kind: o.kind,
-                        metadata: o.metadata.into(),
-                        spec: o.spec,
-                    },
-                )
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let handles = async {
-            if parts.handles {
-                lean_list(&calico, CalicoKind::Handle, |o: Lean<IpamHandleSpec>| {
-                    IpamHandle {
-                        api_version: o.api_version,
-                        kind: o.kind,
-                        metadata: o.metadata.into(),
-                        spec: o.spec,
-                    }
-                })
-                .await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let pods = async {
-            if parts.pods {
-                load_pods(client).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let nodes = async {
-            if parts.nodes {
-                load_nodes(client).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let namespaces = async {
-            if parts.namespaces {
-                load_namespaces(client).await
-            } else {
-                Ok(Vec::new())
-            }
-        };
-        let (pools, blocks, affinities, handles, pods, nodes, namespaces) =
-            futures::try_join!(pools, blocks, affinities, handles, pods, nodes, namespaces)?;
-        Ok(Snapshot {
-            pools,
-            blocks,
-            affinities,
-            handles,
-            pods,
-            nodes,
-            namespaces,
-        })
-    }
-
-    pub fn pool(&self, name: &str) -> Option<&IpPool> {
-        self.pools.iter().find(|p| p.name() == name)
-    }
-
-    pub fn node(&self, name: &str) -> Option<&NodeRecord> {
-        self.nodes.iter().find(|n| n.name == name)
-    }
-}
-
 /// A Calico object read without the metadata the analyses never use (`managedFields` above all):
 /// thousands of blocks and handles would otherwise each carry it as a JSON tree.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Lean<S> {
+pub struct Lean<S> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
@@ -401,17 +67,43 @@ impl From<LeanMeta> for ObjectMeta {
     }
 }
 
-async fn lean_list<S: serde::de::DeserializeOwned, T>(
-    calico: &CalicoClient,
-    kind: CalicoKind,
-    convert: impl Fn(Lean<S>) -> T,
-) -> Result<Vec<T>, RequestError> {
-    Ok(calico
-        .list::<Lean<S>>(kind)
-        .await?
+/// The blocks as read.
+pub fn blocks(objects: Vec<Lean<IpamBlockSpec>>) -> Vec<IpamBlock> {
+    objects
         .into_iter()
-        .map(convert)
-        .collect())
+        .map(|o| IpamBlock {
+            api_version: o.api_version,
+            kind: o.kind,
+            metadata: o.metadata.into(),
+            spec: o.spec,
+        })
+        .collect()
+}
+
+/// The block affinities as read.
+pub fn affinities(objects: Vec<Lean<BlockAffinitySpec>>) -> Vec<BlockAffinity> {
+    objects
+        .into_iter()
+        .map(|o| BlockAffinity {
+            api_version: o.api_version,
+            kind: o.kind,
+            metadata: o.metadata.into(),
+            spec: o.spec,
+        })
+        .collect()
+}
+
+/// The IPAM handles as read.
+pub fn handles(objects: Vec<Lean<IpamHandleSpec>>) -> Vec<IpamHandle> {
+    objects
+        .into_iter()
+        .map(|o| IpamHandle {
+            api_version: o.api_version,
+            kind: o.kind,
+            metadata: o.metadata.into(),
+            spec: o.spec,
+        })
+        .collect()
 }
 
 // Slim projections of core objects: serde skips every field not named here.
@@ -474,7 +166,7 @@ struct NamespaceAnnotations {
 }
 
 #[derive(Deserialize)]
-struct SlimPod {
+pub struct SlimPod {
     metadata: SlimMeta<PodAnnotations>,
     #[serde(default)]
     spec: SlimPodSpec,
@@ -519,12 +211,12 @@ struct SlimPodIp {
 }
 
 #[derive(Deserialize)]
-struct SlimReplicaSet {
+pub struct SlimReplicaSet {
     metadata: SlimMeta,
 }
 
 #[derive(Deserialize)]
-struct SlimNode {
+pub struct SlimNode {
     metadata: SlimMeta<BTreeMap<String, String>>,
     #[serde(default)]
     spec: SlimNodeSpec,
@@ -540,15 +232,12 @@ struct SlimNodeSpec {
 }
 
 #[derive(Deserialize)]
-struct SlimNamespace {
+pub struct SlimNamespace {
     metadata: SlimMeta<NamespaceAnnotations>,
 }
 
-async fn load_pods(client: &Client) -> Result<Vec<PodInfo>, RequestError> {
-    let (pods, replica_sets) = futures::try_join!(
-        list_all::<SlimPod>(client, "/api/v1/pods", "pods"),
-        list_all::<SlimReplicaSet>(client, "/apis/apps/v1/replicasets", "replicasets.apps/v1"),
-    )?;
+/// Pods with their owners, a ReplicaSet's controlling Deployment resolved from `replica_sets`.
+pub fn pods(pods: Vec<SlimPod>, replica_sets: Vec<SlimReplicaSet>) -> Vec<PodInfo> {
     // (namespace, ReplicaSet) → its controlling Deployment, if any.
     let deployments: HashMap<(String, String), String> = replica_sets
         .into_iter()
@@ -560,10 +249,9 @@ async fn load_pods(client: &Client) -> Result<Vec<PodInfo>, RequestError> {
             Some(((rs.metadata.namespace, rs.metadata.name), deployment))
         })
         .collect();
-    Ok(pods
-        .into_iter()
+    pods.into_iter()
         .map(|pod| pod_info(pod, &deployments))
-        .collect())
+        .collect()
 }
 
 fn controller(refs: &[SlimOwnerRef]) -> Option<&SlimOwnerRef> {
@@ -663,12 +351,8 @@ fn pod_info(pod: SlimPod, deployments: &HashMap<(String, String), String>) -> Po
     }
 }
 
-async fn load_nodes(client: &Client) -> Result<Vec<NodeRecord>, RequestError> {
-    let nodes = list_all::<SlimNode>(client, "/api/v1/nodes", "nodes").await?;
-    Ok(nodes.into_iter().map(node_record).collect())
-}
-
-fn node_record(node: SlimNode) -> NodeRecord {
+/// A node with its tunnel addresses and pod CIDRs.
+pub fn node_record(node: SlimNode) -> NodeRecord {
     let tunnel_addresses = TUNNEL_ANNOTATIONS
         .iter()
         .filter_map(|key| node.metadata.annotations.get(*key))
@@ -688,17 +372,14 @@ fn node_record(node: SlimNode) -> NodeRecord {
     }
 }
 
-async fn load_namespaces(client: &Client) -> Result<Vec<NamespaceRecord>, RequestError> {
-    let namespaces = list_all::<SlimNamespace>(client, "/api/v1/namespaces", "namespaces").await?;
-    Ok(namespaces
-        .into_iter()
-        .map(|ns| NamespaceRecord {
-            name: ns.metadata.name,
-            labels: ns.metadata.labels,
-            ipv4_pools: ns.metadata.annotations.ipv4_pools,
-            ipv6_pools: ns.metadata.annotations.ipv6_pools,
-        })
-        .collect())
+/// A namespace with its pool annotations.
+pub fn namespace_record(ns: SlimNamespace) -> NamespaceRecord {
+    NamespaceRecord {
+        name: ns.metadata.name,
+        labels: ns.metadata.labels,
+        ipv4_pools: ns.metadata.annotations.ipv4_pools,
+        ipv6_pools: ns.metadata.annotations.ipv6_pools,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,17 @@
+//! Calico's IPAM as plain data, with no I/O: the datastore's names and block arithmetic, the
+//! snapshot the commands reason about and its decoding from API objects, and the pure analyses of
+//! it — usage, check, gc planning, pool-delete assessment and the migration planner. It builds for
+//! wasm32 as the rules crate does; `ippool-cluster` reads and writes the cluster around it.
+
+pub mod allocation;
+pub mod check;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
+pub mod gc;
+pub mod index;
+pub mod ipam_ref;
+pub mod names;
+pub mod plan;
+pub mod pool_delete;
+pub mod snapshot;
+pub mod usage;
