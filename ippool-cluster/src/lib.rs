@@ -4,6 +4,7 @@
 //! and resizes). What is decided from what is read lives in `ippool-ipam`, with no I/O.
 
 pub mod api;
+pub mod client;
 pub mod discovery;
 pub mod load;
 pub mod migration;
@@ -12,5 +13,4 @@ pub mod pool_write;
 pub mod release;
 pub mod request_error;
 pub mod resources;
-pub mod rest;
 pub mod view;

@@ -1,6 +1,6 @@
 //! Reading a [`Snapshot`] from the API server: the collections asked for, concurrently; Calico's
 //! objects from the API server's watch cache, core objects from storage in pages of 500 (see
-//! [`crate::rest::ReadFrom`]), each straight into the lean types of [`decode`].
+//! [`crate::client::ReadFrom`]), each straight into the lean types of [`decode`].
 
 use ippool_ipam::snapshot::decode::{self, SlimNamespace, SlimNode, SlimPod, SlimReplicaSet};
 use ippool_ipam::snapshot::{Parts, Snapshot};
@@ -8,8 +8,8 @@ use ippool_rules::model::IpPool;
 use kube::Client;
 
 use crate::api::{CalicoKind, ServedApis};
+use crate::client::{CalicoClient, list_all};
 use crate::request_error::RequestError;
-use crate::rest::{CalicoClient, list_all};
 
 /// Reads `parts`; the collections not asked for stay empty.
 pub async fn snapshot(

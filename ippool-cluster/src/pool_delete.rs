@@ -13,11 +13,11 @@ use ippool_rules::model::IpPool;
 use serde::Serialize;
 
 use crate::api::CalicoKind;
+use crate::client::CalicoClient;
 use crate::release::{
     ReleaseError, ReleaseStep, Released, delete_empty_block, release_block, release_leaked,
 };
 use crate::request_error::RequestError;
-use crate::rest::CalicoClient;
 
 /// How the delete went.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]

@@ -7,8 +7,8 @@ use ippool_rules::model::IpPool;
 use serde_json::{Map, Value, json};
 
 use crate::api::CalicoKind;
+use crate::client::CalicoClient;
 use crate::request_error::RequestError;
-use crate::rest::CalicoClient;
 
 /// Attempts before giving up on a pool that keeps changing.
 const ATTEMPTS: usize = 8;

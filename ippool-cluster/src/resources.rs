@@ -1,19 +1,12 @@
-//! Kubernetes access to Calico's resources through `DynamicObject`, typed as `ippool_rules::model`
-//! values: the model types are the single declaration of Calico's shapes, and this module only
-//! converts (spec via serde_json, metadata kept whole so that a replace carries the
-//! resourceVersion it was read at and fails with a conflict when the object changed since).
+//! Calico's resources as the API server names them in each group, and the conversion between
+//! `DynamicObject`s and the `ippool_rules::model` types: the model types are the single declaration
+//! of Calico's shapes; a conversion keeps the metadata whole (so that a replace carries the
+//! resourceVersion it was read at) and every field the model does not know.
 
 use std::fmt::Debug;
-use std::marker::PhantomData;
 
-use futures::{Stream, StreamExt as _, TryStreamExt as _};
-use ippool_rules::model::{
-    ApiGroup, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, ObjectMeta,
-};
-use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use ippool_rules::model::{ApiGroup, BlockAffinity, IpPool, IpamBlock, IpamHandle, ObjectMeta};
 use kube::core::{ApiResource, DynamicObject};
-use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -34,27 +27,31 @@ fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource
     }
 }
 
-/// `ippools` of the given API group.
-pub fn ip_pools(group: ApiGroup) -> ApiResource {
+fn calico_resource_in(group: ApiGroup, kind: &str, plural: &str) -> ApiResource {
     match group {
-        ApiGroup::CrdV1 => resource(CRD_GROUP, "v1", "IPPool", "ippools"),
-        ApiGroup::V3 => resource(V3_GROUP, "v3", "IPPool", "ippools"),
+        ApiGroup::CrdV1 => resource(CRD_GROUP, "v1", kind, plural),
+        ApiGroup::V3 => resource(V3_GROUP, "v3", kind, plural),
     }
 }
 
-/// `ipamblocks.crd.projectcalico.org`.
-pub fn ipam_blocks() -> ApiResource {
-    resource(CRD_GROUP, "v1", "IPAMBlock", "ipamblocks")
+/// `ippools` of the given API group.
+pub fn ip_pools(group: ApiGroup) -> ApiResource {
+    calico_resource_in(group, "IPPool", "ippools")
 }
 
-/// `blockaffinities.crd.projectcalico.org`.
-pub fn block_affinities() -> ApiResource {
-    resource(CRD_GROUP, "v1", "BlockAffinity", "blockaffinities")
+/// `ipamblocks` in the given group (`crd.projectcalico.org/v1`, or `projectcalico.org/v3` in native v3 mode).
+pub fn ipam_blocks(group: ApiGroup) -> ApiResource {
+    calico_resource_in(group, "IPAMBlock", "ipamblocks")
 }
 
-/// `ipamhandles.crd.projectcalico.org`.
-pub fn ipam_handles() -> ApiResource {
-    resource(CRD_GROUP, "v1", "IPAMHandle", "ipamhandles")
+/// `blockaffinities` in the given group (`crd.projectcalico.org/v1`, or `projectcalico.org/v3` in native v3 mode).
+pub fn block_affinities(group: ApiGroup) -> ApiResource {
+    calico_resource_in(group, "BlockAffinity", "blockaffinities")
+}
+
+/// `ipamhandles` in the given group (`crd.projectcalico.org/v1`, or `projectcalico.org/v3` in native v3 mode).
+pub fn ipam_handles(group: ApiGroup) -> ApiResource {
+    calico_resource_in(group, "IPAMHandle", "ipamhandles")
 }
 
 /// `ipamconfigs.crd.projectcalico.org` (cluster-scoped singleton `default`).
@@ -66,8 +63,6 @@ pub fn ipam_configs() -> ApiResource {
 pub trait CalicoResource:
     Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static
 {
-    /// The resource this type is read from unless told otherwise.
-    fn default_resource() -> ApiResource;
     fn metadata(&self) -> &ObjectMeta;
     fn metadata_mut(&mut self) -> &mut ObjectMeta;
 
@@ -77,11 +72,8 @@ pub trait CalicoResource:
 }
 
 macro_rules! calico_resource {
-    ($ty:ty, $default:expr) => {
+    ($ty:ty) => {
         impl CalicoResource for $ty {
-            fn default_resource() -> ApiResource {
-                $default
-            }
             fn metadata(&self) -> &ObjectMeta {
                 &self.metadata
             }
@@ -92,15 +84,14 @@ macro_rules! calico_resource {
     };
 }
 
-calico_resource!(IpPool, ip_pools(ApiGroup::CrdV1));
-calico_resource!(IpamBlock, ipam_blocks());
-calico_resource!(BlockAffinity, block_affinities());
-calico_resource!(IpamHandle, ipam_handles());
-calico_resource!(IpamConfig, ipam_configs());
+calico_resource!(IpPool);
+calico_resource!(IpamBlock);
+calico_resource!(BlockAffinity);
+calico_resource!(IpamHandle);
 
 /// Converts a `DynamicObject` read from `resource` into a model type. A missing apiVersion/kind
 /// (list items may omit them) is filled in from the resource.
-pub fn from_dynamic<T: CalicoResource>(
+pub fn from_dynamic<T: DeserializeOwned>(
     resource: &ApiResource,
     object: DynamicObject,
 ) -> Result<T, RequestError> {
@@ -132,195 +123,10 @@ pub fn to_dynamic<T: CalicoResource>(
     serde_json::from_value(value).map_err(decode)
 }
 
-/// Page size for lists: big enough for few round trips, small enough to keep responses modest.
-const LIST_PAGE: u32 = 500;
-
-/// Typed access to one Calico resource (cluster-scoped).
-pub struct CalicoApi<T> {
-    api: Api<DynamicObject>,
-    resource: ApiResource,
-    _type: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for CalicoApi<T> {
-    fn clone(&self) -> Self {
-        CalicoApi {
-            api: self.api.clone(),
-            resource: self.resource.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T: CalicoResource> CalicoApi<T> {
-    /// Access through the type's default resource (crd.projectcalico.org/v1).
-    pub fn new(client: Client) -> Self {
-        Self::with_resource(client, T::default_resource())
-    }
-
-    /// Access through a given resource, e.g. `ip_pools(ApiGroup::V3)`.
-    pub fn with_resource(client: Client, resource: ApiResource) -> Self {
-        CalicoApi {
-            api: Api::all_with(client, &resource),
-            resource,
-            _type: PhantomData,
-        }
-    }
-
-    pub fn resource(&self) -> &ApiResource {
-        &self.resource
-    }
-
-    /// The untyped API, for calls this wrapper does not cover.
-    pub fn dynamic(&self) -> &Api<DynamicObject> {
-        &self.api
-    }
-
-    /// What a request does, for its error: "replace IPPool blue (ippools.crd.projectcalico.org/v1)".
-    fn action(&self, verb: &str, name: &str) -> String {
-        let r = &self.resource;
-        format!(
-            "{verb} {} {name} ({}.{}/{})",
-            r.kind, r.plural, r.group, r.version
-        )
-    }
-
-    /// The object, or `None` when it does not exist.
-    pub async fn get(&self, name: &str) -> Result<Option<T>, RequestError> {
-        match self.api.get_opt(name).await {
-            Ok(Some(object)) => from_dynamic(&self.resource, object).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(RequestError::new(self.action("get", name), e)),
-        }
-    }
-
-    /// Every object, read page by page.
-    pub async fn list(&self) -> Result<Vec<T>, RequestError> {
-        let mut out = Vec::new();
-        let mut params = ListParams::default().limit(LIST_PAGE);
-        loop {
-            let page = self
-                .api
-                .list(&params)
-                .await
-                .map_err(|e| RequestError::new(self.action("list", "(all)"), e))?;
-            let token = page.metadata.continue_.clone();
-            for object in page.items {
-                out.push(from_dynamic(&self.resource, object)?);
-            }
-            match token {
-                Some(token) if !token.is_empty() => {
-                    params = ListParams::default()
-                        .limit(LIST_PAGE)
-                        .continue_token(&token)
-                }
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// Creates the object; `AlreadyExists` when the name is taken.
-    pub async fn create(&self, object: &T) -> Result<T, RequestError> {
-        let mut dynamic = to_dynamic(&self.resource, object)?;
-        // A create must not carry a version; callers may pass an object they built from a read.
-        dynamic.metadata.resource_version = None;
-        dynamic.metadata.uid = None;
-        let created = self
-            .api
-            .create(&PostParams::default(), &dynamic)
-            .await
-            .map_err(|e| RequestError::new(self.action("create", object.name()), e))?;
-        from_dynamic(&self.resource, created)
-    }
-
-    /// Replaces the object, conditional on the resourceVersion it carries: `Conflict` when the
-    /// object changed since it was read.
-    pub async fn replace(&self, object: &T) -> Result<T, RequestError> {
-        let name = object.name();
-        if object.metadata().resource_version.is_none() {
-            return Err(RequestError::missing_resource_version(
-                self.action("replace", name),
-            ));
-        }
-        let dynamic = to_dynamic(&self.resource, object)?;
-        let replaced = self
-            .api
-            .replace(name, &PostParams::default(), &dynamic)
-            .await
-            .map_err(|e| RequestError::new(self.action("replace", name), e))?;
-        from_dynamic(&self.resource, replaced)
-    }
-
-    /// Deletes the object, conditional on its uid and resourceVersion when given (`Conflict` when
-    /// they no longer match). Returns whether it existed.
-    pub async fn delete(
-        &self,
-        name: &str,
-        preconditions: Option<Preconditions>,
-    ) -> Result<bool, RequestError> {
-        let mut params = DeleteParams::default();
-        if let Some(p) = preconditions {
-            params = params.preconditions(p);
-        }
-        match self.api.delete(name, &params).await {
-            Ok(_) => Ok(true),
-            Err(e) => match RequestError::new(self.action("delete", name), e) {
-                e if e.is_not_found() => Ok(false),
-                e => Err(e),
-            },
-        }
-    }
-
-    /// Deletes exactly the version of `object` that was read: its uid and resourceVersion are
-    /// the preconditions.
-    pub async fn delete_read(&self, object: &T) -> Result<bool, RequestError> {
-        let meta = object.metadata();
-        self.delete(
-            object.name(),
-            Some(Preconditions {
-                uid: meta.uid.clone(),
-                resource_version: meta.resource_version.clone(),
-            }),
-        )
-        .await
-    }
-
-    /// A watch of every object of this resource (kube's `watcher` with its default backoff:
-    /// relists and resumes by itself), typed. An object that does not decode is reported as an
-    /// error item; the watch goes on.
-    pub fn watch(
-        &self,
-        config: watcher::Config,
-    ) -> impl Stream<Item = Result<watcher::Event<T>, RequestError>> + Send + use<T> {
-        let resource = self.resource.clone();
-        let action = format!(
-            "watch {} ({}.{}/{})",
-            resource.kind, resource.plural, resource.group, resource.version
-        );
-        watcher(self.api.clone(), config)
-            .default_backoff()
-            .map_err(move |source| RequestError::watch(action.clone(), source))
-            .map(move |event| {
-                let event = event?;
-                let typed = match event {
-                    watcher::Event::Apply(o) => watcher::Event::Apply(from_dynamic(&resource, o)?),
-                    watcher::Event::Delete(o) => {
-                        watcher::Event::Delete(from_dynamic(&resource, o)?)
-                    }
-                    watcher::Event::Init => watcher::Event::Init,
-                    watcher::Event::InitApply(o) => {
-                        watcher::Event::InitApply(from_dynamic(&resource, o)?)
-                    }
-                    watcher::Event::InitDone => watcher::Event::InitDone,
-                };
-                Ok(typed)
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ippool_rules::model::IpamConfig;
     use serde_json::json;
 
     #[test]
@@ -329,9 +135,13 @@ mod tests {
         assert_eq!(v1.api_version, "crd.projectcalico.org/v1");
         assert_eq!(v1.plural, "ippools");
         assert_eq!(ip_pools(ApiGroup::V3).api_version, "projectcalico.org/v3");
-        assert_eq!(ipam_blocks().kind, "IPAMBlock");
-        assert_eq!(block_affinities().plural, "blockaffinities");
-        assert_eq!(ipam_handles().kind, "IPAMHandle");
+        assert_eq!(ipam_blocks(ApiGroup::CrdV1).kind, "IPAMBlock");
+        assert_eq!(
+            ipam_blocks(ApiGroup::V3).api_version,
+            "projectcalico.org/v3"
+        );
+        assert_eq!(block_affinities(ApiGroup::CrdV1).plural, "blockaffinities");
+        assert_eq!(ipam_handles(ApiGroup::CrdV1).kind, "IPAMHandle");
         assert_eq!(ipam_configs().plural, "ipamconfigs");
     }
 
@@ -348,10 +158,10 @@ mod tests {
                      "affinityClaimTime": "2024-01-01T00:00:00Z"}
         });
         let dynamic: DynamicObject = serde_json::from_value(raw.clone()).unwrap();
-        let block: IpamBlock = from_dynamic(&ipam_blocks(), dynamic).unwrap();
+        let block: IpamBlock = from_dynamic(&ipam_blocks(ApiGroup::CrdV1), dynamic).unwrap();
         assert_eq!(block.metadata.resource_version.as_deref(), Some("42"));
         assert_eq!(block.spec.allocations[0], Some(0));
-        let back = to_dynamic(&ipam_blocks(), &block).unwrap();
+        let back = to_dynamic(&ipam_blocks(ApiGroup::CrdV1), &block).unwrap();
         assert_eq!(serde_json::to_value(&back).unwrap(), raw);
     }
 
@@ -374,7 +184,7 @@ mod tests {
             "metadata": {"name": "h1"}, "spec": {"block": {}}
         }))
         .unwrap();
-        let err = from_dynamic::<IpamHandle>(&ipam_handles(), dynamic).unwrap_err();
+        let err = from_dynamic::<IpamHandle>(&ipam_handles(ApiGroup::CrdV1), dynamic).unwrap_err();
         assert!(err.to_string().contains("IPAMHandle h1"), "{err}");
         assert!(err.decode_error().is_some(), "{err:?}");
     }

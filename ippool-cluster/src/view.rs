@@ -1,10 +1,10 @@
 //! A watch-fed view of the cluster's IP pools and IPAM blocks, read as an
 //! `ippool_rules::context::ClusterContext` snapshot.
 //!
-//! Pools are watched in `crd.projectcalico.org/v1` and, when the cluster serves it, in
-//! `projectcalico.org/v3` too; blocks in `crd.projectcalico.org/v1`. With Calico's API server the v3
-//! pools are the v1 objects seen through another group, so the two are merged by name (v3 wins);
-//! with native v3 CRDs each group holds its own pools and the union is the truth.
+//! What is watched follows how Calico is served ([`Serving`]): pools and blocks in
+//! `crd.projectcalico.org/v1` with the plain CRDs; with Calico's API server, pools in
+//! `projectcalico.org/v3` too — the v1 objects seen through another group, so the two are merged by
+//! name (v3 wins) — and blocks in v1; with Calico 3.32's native v3 CRDs, pools and blocks in v3.
 //!
 //! Block events arrive with every pod start and stop, while pool admission requests are rare: the
 //! snapshot is therefore rebuilt lazily, on the first read after a change, and shared as an `Arc`
@@ -15,17 +15,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::{Stream, StreamExt as _};
 use ipnet::IpNet;
+use ippool_ipam::names::container_id_of_pod_handle;
 use ippool_rules::context::{ClusterCidrs, ClusterContext};
 use ippool_rules::model::{ApiGroup, IpPool, IpamBlock};
 use kube::Client;
-use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::{ApiDiscoveryError, CalicoKind, ServedApis, Serving};
+use crate::client::CalicoClient;
 use crate::request_error::RequestError;
-use crate::resources::{CalicoApi, CalicoResource, V3_GROUP, ip_pools};
-use ippool_ipam::names::container_id_of_pod_handle;
+use crate::resources::CalicoResource;
 
 /// What the view adds to the watched objects: CIDRs found by [`crate::discovery`] or given as flags.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,25 +37,8 @@ pub struct StaticContext {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    #[error("cannot ask the API server which API groups it serves: {0}")]
-    Discovery(#[source] kube::Error),
-}
-
-/// Whether the API server serves `ippools` in projectcalico.org/v3 (Calico's API server, or
-/// Calico 3.32's native v3 CRDs). A group that is listed but has no `ippools` does not count.
-pub async fn serves_v3_pools(client: &Client) -> Result<bool, kube::Error> {
-    let groups = client.list_api_groups().await?;
-    let listed = groups
-        .groups
-        .iter()
-        .any(|g| g.name == V3_GROUP && g.versions.iter().any(|v| v.version == "v3"));
-    if !listed {
-        return Ok(false);
-    }
-    let resources = client
-        .list_api_group_resources(ApiGroup::V3_API_VERSION)
-        .await?;
-    Ok(resources.resources.iter().any(|r| r.name == "ippools"))
+    #[error("cannot find out how the cluster serves Calico's resources: {0}")]
+    Discovery(#[source] RequestError),
 }
 
 /// Objects of one watched resource. `pending` collects a (re)list until it is complete, so that a
@@ -105,7 +89,8 @@ impl<T: CalicoResource> Store<T> {
 struct Stores {
     pools_v1: Store<IpPool>,
     pools_v3: Store<IpPool>,
-    /// False when the cluster does not serve projectcalico.org/v3 pools (`pools_v3` stays empty).
+    /// Which pool groups are watched; a store not watched stays empty.
+    watch_v1: bool,
     watch_v3: bool,
     blocks: Store<IpamBlock>,
     /// Rebuilt on the first read after a change.
@@ -113,8 +98,21 @@ struct Stores {
 }
 
 impl Stores {
+    fn new(serving: Serving) -> Stores {
+        Stores {
+            pools_v1: Store::new(),
+            pools_v3: Store::new(),
+            watch_v1: serving != Serving::NativeV3,
+            watch_v3: serving != Serving::Crds,
+            blocks: Store::new(),
+            snapshot: None,
+        }
+    }
+
     fn synced(&self) -> bool {
-        self.pools_v1.synced && (!self.watch_v3 || self.pools_v3.synced) && self.blocks.synced
+        (!self.watch_v1 || self.pools_v1.synced)
+            && (!self.watch_v3 || self.pools_v3.synced)
+            && self.blocks.synced
     }
 
     fn pool_count(&self) -> usize {
@@ -202,40 +200,46 @@ impl std::fmt::Debug for ClusterView {
 }
 
 impl ClusterView {
-    /// Asks the API server whether it serves projectcalico.org/v3 pools, then starts the watches.
+    /// Asks the API server how it serves Calico's resources, then starts the watches. A cluster
+    /// with no Calico API yet is watched as plain CRDs: the view stays unsynced until they appear.
     /// Returns at once; see [`ClusterView::has_synced`] and [`ClusterView::wait_synced`].
     pub async fn start(client: Client, statics: StaticContext) -> Result<ClusterView, ViewError> {
-        let v3 = serves_v3_pools(&client)
-            .await
-            .map_err(ViewError::Discovery)?;
-        Ok(Self::start_with(client, statics, v3))
+        let serving = match ServedApis::discover(&client).await {
+            Ok(apis) => apis.serving(),
+            Err(ApiDiscoveryError::NoCalico) => Serving::Crds,
+            Err(ApiDiscoveryError::Request(e)) => return Err(ViewError::Discovery(e)),
+        };
+        Ok(Self::start_with(client, statics, serving))
     }
 
-    /// Starts the watches without discovery: v1 pools and blocks always, v3 pools when `v3`.
-    pub fn start_with(client: Client, statics: StaticContext, v3: bool) -> ClusterView {
+    /// Starts the watches for the given way of serving, without discovery.
+    pub fn start_with(client: Client, statics: StaticContext, serving: Serving) -> ClusterView {
+        let stores = Stores::new(serving);
+        let (watch_v1, watch_v3) = (stores.watch_v1, stores.watch_v3);
         let shared = Arc::new(Shared {
-            stores: Mutex::new(Stores {
-                pools_v1: Store::new(),
-                pools_v3: Store::new(),
-                watch_v3: v3,
-                blocks: Store::new(),
-                snapshot: None,
-            }),
+            stores: Mutex::new(stores),
             statics,
             synced: watch::Sender::new(false),
         });
-        let mut pool_groups = vec![ApiGroup::CrdV1];
-        let pools_v1 =
-            CalicoApi::<IpPool>::with_resource(client.clone(), ip_pools(ApiGroup::CrdV1));
-        let mut tasks = vec![spawn_watch(&shared, pools_v1, |s| &mut s.pools_v1)];
-        if v3 {
-            pool_groups.push(ApiGroup::V3);
-            let pools_v3 =
-                CalicoApi::<IpPool>::with_resource(client.clone(), ip_pools(ApiGroup::V3));
-            tasks.push(spawn_watch(&shared, pools_v3, |s| &mut s.pools_v3));
+        let calico = CalicoClient::new(client.clone(), ServedApis::new(serving, None));
+        let mut pool_groups = Vec::new();
+        let mut tasks = Vec::new();
+        if watch_v1 {
+            pool_groups.push(ApiGroup::CrdV1);
+            let v1 = CalicoClient::new(client, ServedApis::new(Serving::Crds, None));
+            tasks.push(spawn_watch(&shared, &v1, CalicoKind::Pool, |s| {
+                &mut s.pools_v1
+            }));
         }
-        let blocks = CalicoApi::<IpamBlock>::new(client);
-        tasks.push(spawn_watch(&shared, blocks, |s| &mut s.blocks));
+        if watch_v3 {
+            pool_groups.push(ApiGroup::V3);
+            tasks.push(spawn_watch(&shared, &calico, CalicoKind::Pool, |s| {
+                &mut s.pools_v3
+            }));
+        }
+        tasks.push(spawn_watch(&shared, &calico, CalicoKind::Block, |s| {
+            &mut s.blocks
+        }));
         ClusterView {
             shared,
             pool_groups,
@@ -289,12 +293,13 @@ impl Drop for ClusterView {
 
 fn spawn_watch<T: CalicoResource>(
     shared: &Arc<Shared>,
-    api: CalicoApi<T>,
+    calico: &CalicoClient,
+    kind: CalicoKind,
     store: fn(&mut Stores) -> &mut Store<T>,
 ) -> JoinHandle<()> {
     let shared = Arc::clone(shared);
-    let what = format!("{}.{}", api.resource().plural, api.resource().api_version);
-    let events = api.watch(watcher::Config::default()).default_backoff();
+    let what = calico.api().resource_name(kind);
+    let events = calico.watch(kind, watcher::Config::default());
     tokio::spawn(drive(shared, what, events, store))
 }
 
@@ -340,13 +345,11 @@ mod tests {
     }
 
     fn stores(v3: bool) -> Stores {
-        Stores {
-            pools_v1: Store::new(),
-            pools_v3: Store::new(),
-            watch_v3: v3,
-            blocks: Store::new(),
-            snapshot: None,
-        }
+        Stores::new(if v3 {
+            Serving::ApiServer
+        } else {
+            Serving::Crds
+        })
     }
 
     fn synced_empty(stores: &mut Stores) {
@@ -378,6 +381,23 @@ mod tests {
         let ctx = s.build(&StaticContext::default());
         assert_eq!(ctx.pools.map(|p| p.len()), Some(1));
         assert_eq!(ctx.blocks.map(|b| b.len()), Some(0));
+    }
+
+    #[test]
+    fn native_v3_needs_only_its_own_watches() {
+        let mut s = Stores::new(Serving::NativeV3);
+        s.pools_v3.apply(watcher::Event::Init);
+        s.pools_v3.apply(watcher::Event::InitApply(pool(
+            "a",
+            "10.1.0.0/16",
+            "projectcalico.org/v3",
+        )));
+        s.pools_v3.apply(watcher::Event::InitDone);
+        s.blocks.apply(watcher::Event::Init);
+        s.blocks.apply(watcher::Event::InitDone);
+        assert!(s.synced(), "no crd.projectcalico.org/v1 watch to wait for");
+        let ctx = s.build(&StaticContext::default());
+        assert_eq!(ctx.pools.map(|p| p.len()), Some(1));
     }
 
     #[test]

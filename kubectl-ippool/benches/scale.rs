@@ -18,11 +18,13 @@ use bench_record::Record;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use harness::ControlPlane;
 use ipnet::IpNet;
-use ippool_cluster::resources::CalicoApi;
+use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
+use ippool_cluster::client::CalicoClient;
+use ippool_cluster::resources::CalicoResource as _;
 use ippool_ipam::allocation::{self, AffinityState};
 use ippool_ipam::names;
 use ippool_rules::cidr;
-use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHandle, ObjectMeta};
+use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, ObjectMeta};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -59,6 +61,11 @@ fn sizes() -> Sizes {
 }
 
 /// Creates every item with at most `CONCURRENCY` requests in flight.
+/// The bench's control plane serves Calico's plain `crd.projectcalico.org/v1` CRDs.
+fn calico(client: &Client) -> CalicoClient {
+    CalicoClient::new(client.clone(), ServedApis::new(Serving::Crds, None))
+}
+
 async fn create_all<T, F, Fut>(items: Vec<T>, create: F) -> anyhow::Result<()>
 where
     F: Fn(T) -> Fut,
@@ -86,8 +93,9 @@ async fn seed(client: &Client, sizes: &Sizes) -> anyhow::Result<()> {
         sizes.blocks
     );
 
-    CalicoApi::<IpPool>::new(client.clone())
-        .create(&bench_pool(pool_net))
+    let pool = bench_pool(pool_net);
+    calico(client)
+        .create(CalicoKind::Pool, pool.name(), &pool, false)
         .await?;
     seed_nodes_and_namespaces(client).await?;
     let seeded = SeededIpam::build(sizes, pool_net, per_block)?;
@@ -197,35 +205,39 @@ impl SeededIpam {
             affinities,
             pods,
         } = self;
-        let block_api = CalicoApi::<IpamBlock>::new(client.clone());
+        let calico = calico(client);
         create_all(blocks, |block| {
-            let api = block_api.clone();
+            let calico = calico.clone();
             async move {
-                api.create(&block).await?;
+                calico
+                    .create(CalicoKind::Block, block.name(), &block, false)
+                    .await?;
                 Ok(())
             }
         })
         .await?;
-        let affinity_api = CalicoApi::<BlockAffinity>::new(client.clone());
         create_all(affinities, |affinity| {
-            let api = affinity_api.clone();
+            let calico = calico.clone();
             async move {
-                api.create(&affinity).await?;
+                calico
+                    .create(CalicoKind::Affinity, affinity.name(), &affinity, false)
+                    .await?;
                 Ok(())
             }
         })
         .await?;
-        let handle_api = CalicoApi::<IpamHandle>::new(client.clone());
         let client = client.clone();
         create_all(pods, |(namespace, name, node, address, container, net)| {
-            let handles = handle_api.clone();
+            let calico = calico.clone();
             let client = client.clone();
             async move {
                 let handle = allocation::new_handle(
                     &names::pod_handle_id(&container),
                     BTreeMap::from([(net.to_string(), 1)]),
                 );
-                handles.create(&handle).await?;
+                calico
+                    .create(CalicoKind::Handle, handle.name(), &handle, false)
+                    .await?;
                 let pod: Pod = serde_json::from_value(json!({
                     "metadata": {"name": name, "namespace": namespace, "annotations": {
                         names::ANNOTATION_POD_IPS: format!("{address}/32"),

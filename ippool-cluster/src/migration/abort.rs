@@ -10,8 +10,8 @@ use super::execute::{Executor, MigrateError};
 use super::record::Job;
 use super::record::lock::{self, Found};
 use super::resize::recreate::abort_resize;
+use crate::client::CalicoClient;
 use crate::pool_write::{Decision, PoolWriteError, update_pool};
-use crate::rest::CalicoClient;
 
 /// `--abort`: enables the old pool again (when it was enabled before and still exists) and
 /// releases the lock; pods already moved stay where they are. Returns what was done, in words.

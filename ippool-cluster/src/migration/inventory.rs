@@ -11,8 +11,8 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 use crate::api::ServedApis;
+use crate::client::list_all;
 use crate::request_error::RequestError;
-use crate::rest::list_all;
 use ippool_ipam::plan::{Budget, Inventory, PolicyVersion, Scope, ServerVersion, Workloads};
 use ippool_ipam::snapshot::Parts;
 

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{ATTEMPTS, ReleaseError, ReleaseStep, Released, version};
 use crate::api::CalicoKind;
-use crate::rest::CalicoClient;
+use crate::client::CalicoClient;
 use ippool_ipam::ipam_ref::AffinityRef;
 use ippool_ipam::names;
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::{ATTEMPTS, LeakRelease, ReleaseError, ReleaseStep, version};
 use crate::api::CalicoKind;
-use crate::rest::CalicoClient;
+use crate::client::CalicoClient;
 use ippool_ipam::allocation;
 use ippool_ipam::names;
 

@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::api::CalicoKind;
+use crate::client::CalicoClient;
 use crate::request_error::RequestError;
-use crate::rest::CalicoClient;
 use affinity::release_affinity;
 use handles::{lower_handle, release_in_block};
 use ippool_ipam::allocation::BlockError;

@@ -1,7 +1,7 @@
 //! Block lifecycle as Calico has it: an emptied block keeps its node affinity, while an emptied
 //! block without affinity (left by calicoctl's pool deletion) is deleted.
 
-use ippool_cluster::resources::CalicoApi;
+use ippool_cluster::api::CalicoKind;
 use ippool_ipam::allocation;
 use ippool_ipam::names;
 use ippool_rules::model::{BlockAffinity, IpamBlock};
@@ -36,16 +36,19 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
 
     // What calicoctl's pool deletion does to a block that still holds addresses: it releases
     // the node's affinity, leaving the block without one.
-    let affinities = CalicoApi::<BlockAffinity>::new(client.clone());
+    let calico = crds(client);
+    let affinity = names::block_affinity_name("sim-0", &loose_cidr);
     assert!(
-        affinities
-            .delete(&names::block_affinity_name("sim-0", &loose_cidr), None)
+        calico
+            .delete(CalicoKind::Affinity, &affinity, None, false)
             .await
             .unwrap()
     );
-    let blocks = CalicoApi::<IpamBlock>::new(client.clone());
     loose_block.spec.affinity = None;
-    blocks.replace(&loose_block).await.unwrap();
+    calico
+        .replace(CalicoKind::Block, &loose_block)
+        .await
+        .unwrap();
 
     scale(client, "default", "loose", 0).await;
     scale(client, "default", "kept", 0).await;
@@ -54,24 +57,27 @@ async fn empty_non_affine_blocks_are_deleted_and_affine_ones_kept() {
     wait_running(client, "default", "app=kept", 0).await;
 
     assert!(
-        blocks
-            .get(&names::block_name(&loose_cidr))
+        calico
+            .get::<IpamBlock>(CalicoKind::Block, &names::block_name(&loose_cidr))
             .await
             .unwrap()
             .is_none(),
         "the emptied block without affinity is deleted"
     );
     let kept_cidr = kept_block.cidr().unwrap();
-    let kept_now = blocks
-        .get(&names::block_name(&kept_cidr))
+    let kept_now = calico
+        .get::<IpamBlock>(CalicoKind::Block, &names::block_name(&kept_cidr))
         .await
         .unwrap()
         .expect("the emptied affine block stays");
     assert!(allocation::allocations(&kept_now).unwrap().is_empty());
     assert_eq!(affine_node(&kept_now), Some("sim-1"));
     assert!(
-        affinities
-            .get(&names::block_affinity_name("sim-1", &kept_cidr))
+        calico
+            .get::<BlockAffinity>(
+                CalicoKind::Affinity,
+                &names::block_affinity_name("sim-1", &kept_cidr)
+            )
             .await
             .unwrap()
             .is_some()

@@ -8,13 +8,19 @@ use std::net::IpAddr;
 pub use harness::Expected;
 pub use harness::workloads::*;
 use ipnet::IpNet;
-use ippool_cluster::resources::CalicoApi;
+use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
+use ippool_cluster::client::CalicoClient;
 use ippool_ipam::allocation;
 use ippool_ipam::names;
 use ippool_rules::cidr::Family;
 use ippool_rules::model::{BlockAffinity, Encapsulation, IpamBlock, IpamHandle};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Client, ResourceExt as _};
+
+/// Calico's objects as the test control plane serves them: plain `crd.projectcalico.org/v1` CRDs.
+pub fn crds(client: &Client) -> CalicoClient {
+    CalicoClient::new(client.clone(), ServedApis::new(Serving::Crds, None))
+}
 
 pub fn net(s: &str) -> IpNet {
     s.parse().unwrap()
@@ -60,10 +66,11 @@ pub struct Ipam {
 
 impl Ipam {
     pub async fn read(client: &Client) -> Ipam {
+        let calico = crds(client);
         Ipam {
-            blocks: CalicoApi::new(client.clone()).list().await.unwrap(),
-            affinities: CalicoApi::new(client.clone()).list().await.unwrap(),
-            handles: CalicoApi::new(client.clone()).list().await.unwrap(),
+            blocks: calico.list(CalicoKind::Block).await.unwrap(),
+            affinities: calico.list(CalicoKind::Affinity).await.unwrap(),
+            handles: calico.list(CalicoKind::Handle).await.unwrap(),
         }
     }
 

@@ -18,6 +18,7 @@ use harness::{
 use ipnet::IpNet;
 use ippool_cluster::resources::ipam_blocks;
 use ippool_ipam::allocation::AffinityState;
+use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::watcher;
@@ -405,7 +406,7 @@ async fn kube_controllers_release_a_leaked_address() {
     assert_eq!(found[0].1["pod"], "default/victim");
     cp.judge_ipam(&Expected::clean().leaked([address]));
 
-    let blocks = Api::<DynamicObject>::all_with(client.clone(), &ipam_blocks());
+    let blocks = Api::<DynamicObject>::all_with(client.clone(), &ipam_blocks(ApiGroup::CrdV1));
     wait_for_all(
         &blocks,
         watcher::Config::default(),

@@ -3,12 +3,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::support::{control_plane, create_pool, ippool, pool};
+use crate::support::{control_plane, crds, create_pool, ippool, pool};
 use harness::Expected;
-use ippool_cluster::api::ServedApis;
+use ippool_cluster::api::{CalicoKind, ServedApis};
+use ippool_cluster::client::CalicoClient;
 use ippool_cluster::pool_write::{Decision, Updated, update_pool};
-use ippool_cluster::resources::CalicoApi;
-use ippool_cluster::rest::CalicoClient;
 use ippool_rules::model::IpPool;
 use serde_json::json;
 
@@ -21,7 +20,7 @@ async fn a_stale_disable_rereads_and_keeps_the_other_writers_change() {
     let cp = control_plane();
     let client = cp.client().await;
     create_pool(&client, &pool("p", "10.60.0.0/16", 26, false)).await;
-    let pools = CalicoApi::<IpPool>::new(client.clone());
+    let pools = crds(&client);
     let calico = CalicoClient::new(client.clone(), ServedApis::discover(&client).await.unwrap());
     let calls = AtomicUsize::new(0);
     let mut decide = async |current: &IpPool| -> Result<Decision, Never> {
@@ -33,7 +32,7 @@ async fn a_stale_disable_rereads_and_keeps_the_other_writers_change() {
                 .labels
                 .insert("team".to_owned(), "net".to_owned());
             pools
-                .replace(&other)
+                .replace(CalicoKind::Pool, &other)
                 .await
                 .expect("the other writer wins the first round");
         } else {
@@ -55,7 +54,11 @@ async fn a_stale_disable_rereads_and_keeps_the_other_writers_change() {
     assert_eq!(attempts, 2);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(written.spec.disabled, Some(true));
-    let stored = pools.get("p").await.unwrap().unwrap();
+    let stored = pools
+        .get::<IpPool>(CalicoKind::Pool, "p")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.spec.disabled, Some(true));
     assert_eq!(
         stored.metadata.labels.get("team").map(String::as_str),
@@ -70,19 +73,23 @@ async fn concurrent_disable_and_label_writers_lose_nothing() {
     let client = cp.client().await;
     create_pool(&client, &pool("keep", "10.61.0.0/16", 26, false)).await;
     create_pool(&client, &pool("p", "10.62.0.0/16", 26, false)).await;
-    let pools = CalicoApi::<IpPool>::new(client.clone());
+    let pools = crds(&client);
     // A writer adding labels one by one, each a read-modify-write conditional on the version read.
     let labeller = {
         let pools = pools.clone();
         tokio::spawn(async move {
             for i in 0..15 {
                 loop {
-                    let mut current = pools.get("p").await.unwrap().unwrap();
+                    let mut current = pools
+                        .get::<IpPool>(CalicoKind::Pool, "p")
+                        .await
+                        .unwrap()
+                        .unwrap();
                     current
                         .metadata
                         .labels
                         .insert(format!("l{i}"), "x".to_owned());
-                    match pools.replace(&current).await {
+                    match pools.replace(CalicoKind::Pool, &current).await {
                         Ok(_) => break,
                         Err(e) if e.is_conflict() => continue,
                         Err(e) => panic!("{e}"),
@@ -118,7 +125,11 @@ async fn concurrent_disable_and_label_writers_lose_nothing() {
         );
     }
     labeller.await.unwrap();
-    let stored = pools.get("p").await.unwrap().unwrap();
+    let stored = pools
+        .get::<IpPool>(CalicoKind::Pool, "p")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.spec.disabled, Some(true));
     assert_eq!(
         stored.metadata.labels.len(),

@@ -2,8 +2,9 @@
 //! refuse (exit 1, nothing written), `--dry-run=client|server` write nothing, an existing pool is
 //! patched in the fields that differ.
 
-use crate::support::{control_plane, ippool, names_of};
+use crate::support::{control_plane, crds, ippool, names_of};
 use harness::Expected;
+use ippool_cluster::api::CalicoKind;
 use ippool_rules::model::IpPool;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -37,7 +38,7 @@ async fn create_validates_against_the_cluster_first() {
         server_dry.stdout,
         "ippool.crd.projectcalico.org/p1 created (server dry run)\n"
     );
-    assert!(names_of::<IpPool>(&client).await.is_empty());
+    assert!(names_of(&client, CalicoKind::Pool).await.is_empty());
 
     ippool(
         &cp,
@@ -110,7 +111,7 @@ async fn create_validates_against_the_cluster_first() {
     )
     .expect(1);
     assert!(bad.stderr.contains("error[IPP"), "{}", bad.stderr);
-    assert_eq!(names_of::<IpPool>(&client).await, ["p1", "p3"]);
+    assert_eq!(names_of(&client, CalicoKind::Pool).await, ["p1", "p3"]);
     cp.judge_ipam(&Expected::clean());
 }
 
@@ -148,8 +149,8 @@ async fn apply_creates_patches_and_refuses() {
         changed.stdout,
         "ippool.crd.projectcalico.org/a configured\n"
     );
-    let a = ippool_cluster::resources::CalicoApi::<IpPool>::new(client.clone())
-        .get("a")
+    let a = crds(&client)
+        .get::<IpPool>(CalicoKind::Pool, "a")
         .await
         .unwrap()
         .unwrap();
@@ -193,6 +194,6 @@ async fn apply_creates_patches_and_refuses() {
         "{}",
         broken.stderr
     );
-    assert_eq!(names_of::<IpPool>(&client).await, ["a", "b"]);
+    assert_eq!(names_of(&client, CalicoKind::Pool).await, ["a", "b"]);
     cp.judge_ipam(&Expected::clean());
 }

@@ -5,8 +5,8 @@ use crate::support::{
     Holder, control_plane, create_node, create_pool, ippool, names_of, pool, seed_block,
 };
 use harness::Expected;
+use ippool_cluster::api::CalicoKind;
 use ippool_ipam::allocation::AffinityState;
-use ippool_rules::model::{BlockAffinity, IpPool, IpamBlock, IpamHandle};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn leaked_allocations_are_released_only_when_asked() {
@@ -30,9 +30,9 @@ async fn leaked_allocations_are_released_only_when_asked() {
     .await;
     seed_block(&client, "10.40.0.64/26", None, None, &[]).await;
     let before = (
-        names_of::<IpamBlock>(&client).await,
-        names_of::<BlockAffinity>(&client).await,
-        names_of::<IpamHandle>(&client).await,
+        names_of(&client, CalicoKind::Block).await,
+        names_of(&client, CalicoKind::Affinity).await,
+        names_of(&client, CalicoKind::Handle).await,
     );
 
     let refused = ippool(&cp, &["delete", "old"]).expect(1);
@@ -66,9 +66,9 @@ async fn leaked_allocations_are_released_only_when_asked() {
         dry.stdout
     );
     let after_dry = (
-        names_of::<IpamBlock>(&client).await,
-        names_of::<BlockAffinity>(&client).await,
-        names_of::<IpamHandle>(&client).await,
+        names_of(&client, CalicoKind::Block).await,
+        names_of(&client, CalicoKind::Affinity).await,
+        names_of(&client, CalicoKind::Handle).await,
     );
     assert_eq!(after_dry, before);
     // The server dry run sent the pool's delete for the API server to judge; the pool is still there.
@@ -78,7 +78,7 @@ async fn leaked_allocations_are_released_only_when_asked() {
         "{}",
         dry.stdout
     );
-    let mut pools = names_of::<IpPool>(&client).await;
+    let mut pools = names_of(&client, CalicoKind::Pool).await;
     pools.sort();
     assert_eq!(pools, ["new", "old"]);
 
@@ -104,10 +104,10 @@ async fn leaked_allocations_are_released_only_when_asked() {
             deleted.stderr
         );
     }
-    assert!(names_of::<IpamBlock>(&client).await.is_empty());
-    assert!(names_of::<BlockAffinity>(&client).await.is_empty());
-    assert!(names_of::<IpamHandle>(&client).await.is_empty());
-    assert_eq!(names_of::<IpPool>(&client).await, ["new"]);
+    assert!(names_of(&client, CalicoKind::Block).await.is_empty());
+    assert!(names_of(&client, CalicoKind::Affinity).await.is_empty());
+    assert!(names_of(&client, CalicoKind::Handle).await.is_empty());
+    assert_eq!(names_of(&client, CalicoKind::Pool).await, ["new"]);
     ippool(&cp, &["check"]).expect(0);
     cp.judge_ipam(&Expected::clean());
 }

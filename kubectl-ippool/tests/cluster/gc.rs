@@ -2,17 +2,17 @@
 //! `--yes` removes only those; a block that gains an allocation mid-release is kept (the concurrent
 //! allocation wins) and its affinity restored.
 
+use ippool_cluster::api::CalicoKind;
 use std::sync::{Arc, Mutex};
 
 use crate::support::{
-    Holder, control_plane, create_affinity, create_namespace, create_node, create_pod, create_pool,
-    ippool, names_of, pool, seed_block,
+    Holder, control_plane, crds, create_affinity, create_namespace, create_node, create_pod,
+    create_pool, ippool, names_of, pool, seed_block,
 };
 use harness::Expected;
 use ippool_cluster::api::ServedApis;
+use ippool_cluster::client::CalicoClient;
 use ippool_cluster::release::{ReleaseStep, Released, release_block};
-use ippool_cluster::resources::CalicoApi;
-use ippool_cluster::rest::CalicoClient;
 use ippool_ipam::allocation::{self, AffinityState};
 use ippool_ipam::gc::{GcCandidate, gc_plan};
 use ippool_ipam::snapshot::Parts;
@@ -104,8 +104,8 @@ async fn gc_lists_then_removes_only_safe_leftovers() {
     let cp = control_plane();
     let client = cp.client().await;
     seed_leftovers(&client).await;
-    let blocks_before = names_of::<IpamBlock>(&client).await;
-    let affinities_before = names_of::<BlockAffinity>(&client).await;
+    let blocks_before = names_of(&client, CalicoKind::Block).await;
+    let affinities_before = names_of(&client, CalicoKind::Affinity).await;
 
     let orphaned = ippool(&cp, &["blocks", "--orphaned"]).expect(0);
     for needle in [
@@ -140,8 +140,11 @@ async fn gc_lists_then_removes_only_safe_leftovers() {
         "{}",
         dry.stdout
     );
-    assert_eq!(names_of::<IpamBlock>(&client).await, blocks_before);
-    assert_eq!(names_of::<BlockAffinity>(&client).await, affinities_before);
+    assert_eq!(names_of(&client, CalicoKind::Block).await, blocks_before);
+    assert_eq!(
+        names_of(&client, CalicoKind::Affinity).await,
+        affinities_before
+    );
 
     let narrowed = ippool(&cp, &["gc", "--cidr", "10.99.0.0/16", "-o", "json"]).expect(0);
     let plan: serde_json::Value = serde_json::from_str(&narrowed.stdout).unwrap();
@@ -160,11 +163,11 @@ async fn gc_lists_then_removes_only_safe_leftovers() {
         done.stdout
     );
     assert_eq!(
-        names_of::<IpamBlock>(&client).await,
+        names_of(&client, CalicoKind::Block).await,
         ["10-10-0-0-26", "10-99-0-64-26"]
     );
     assert_eq!(
-        names_of::<BlockAffinity>(&client).await,
+        names_of(&client, CalicoKind::Affinity).await,
         ["node-a-10-10-0-0-26"]
     );
 
@@ -210,17 +213,21 @@ async fn a_concurrent_allocation_wins_the_block() {
     // The moment gc has marked the affinity, an allocation lands in the block (as a CNI ADD
     // on node-a would), changing its resourceVersion.
     let steps = Arc::new(Mutex::new(Vec::new()));
-    let blocks = CalicoApi::<IpamBlock>::new(client.clone());
+    let blocks = crds(&client);
     let mut observer = async |step: ReleaseStep| {
         if matches!(step, ReleaseStep::AffinityMarked { .. }) {
-            let mut current = blocks.get("10-99-0-0-26").await.unwrap().unwrap();
+            let mut current = blocks
+                .get::<IpamBlock>(CalicoKind::Block, "10-99-0-0-26")
+                .await
+                .unwrap()
+                .unwrap();
             let owner = BTreeMap::from([
                 ("namespace".to_owned(), "shop".to_owned()),
                 ("pod".to_owned(), "late".to_owned()),
                 ("node".to_owned(), "node-a".to_owned()),
             ]);
             allocation::assign(&mut current, 1, "k8s-pod-network.late", &owner).unwrap();
-            blocks.replace(&current).await.unwrap();
+            blocks.replace(CalicoKind::Block, &current).await.unwrap();
         }
         steps.lock().unwrap().push(step);
     };
@@ -235,13 +242,13 @@ async fn a_concurrent_allocation_wins_the_block() {
     assert!(matches!(steps[1], ReleaseStep::AffinityRestored { .. }));
 
     let kept = blocks
-        .get("10-99-0-0-26")
+        .get::<IpamBlock>(CalicoKind::Block, "10-99-0-0-26")
         .await
         .unwrap()
         .expect("block kept");
     assert_eq!(kept.allocated_count(), 1);
-    let affinity = CalicoApi::<BlockAffinity>::new(client.clone())
-        .get("node-a-10-99-0-0-26")
+    let affinity = crds(&client)
+        .get::<BlockAffinity>(CalicoKind::Affinity, "node-a-10-99-0-0-26")
         .await
         .unwrap()
         .expect("affinity kept");

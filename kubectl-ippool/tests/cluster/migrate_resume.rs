@@ -35,7 +35,7 @@ async fn pool(c: &TestCluster, name: &str) -> Option<DynamicObject> {
 }
 
 async fn blocks_in_old(c: &TestCluster) -> usize {
-    Api::<DynamicObject>::all_with(c.client.clone(), &ipam_blocks())
+    Api::<DynamicObject>::all_with(c.client.clone(), &ipam_blocks(ApiGroup::CrdV1))
         .list(&Default::default())
         .await
         .unwrap()

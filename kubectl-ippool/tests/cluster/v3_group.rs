@@ -2,8 +2,10 @@
 //! picks v3: `-v` says so, and pools are read and written there, not in crd.projectcalico.org/v1.
 
 use crate::support::{control_plane, ippool, names_of};
-use ippool_cluster::resources::{CalicoApi, ip_pools};
-use ippool_rules::model::{ApiGroup, IpPool};
+use ippool_cluster::api::CalicoKind;
+use ippool_cluster::api::{ServedApis, Serving};
+use ippool_cluster::client::CalicoClient;
+use ippool_rules::model::IpPool;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pools_live_in_the_v3_group_when_it_is_served() {
@@ -46,11 +48,15 @@ async fn pools_live_in_the_v3_group_when_it_is_served() {
     )
     .expect(0);
     assert_eq!(created.stdout, "ippool.projectcalico.org/red created\n");
-    let v3 = CalicoApi::<IpPool>::with_resource(client.clone(), ip_pools(ApiGroup::V3));
-    let red = v3.get("red").await.unwrap().expect("red is a v3 object");
+    let v3 = CalicoClient::new(client.clone(), ServedApis::new(Serving::ApiServer, None));
+    let red = v3
+        .get::<IpPool>(CalicoKind::Pool, "red")
+        .await
+        .unwrap()
+        .expect("red is a v3 object");
     assert_eq!(red.api_version, "projectcalico.org/v3");
     assert!(
-        names_of::<IpPool>(&client).await.is_empty(),
+        names_of(&client, CalicoKind::Pool).await.is_empty(),
         "nothing written to crd.projectcalico.org/v1"
     );
 
@@ -64,10 +70,20 @@ async fn pools_live_in_the_v3_group_when_it_is_served() {
 
     ippool(&cp, &["disable", "red"]).expect(0);
     assert_eq!(
-        v3.get("red").await.unwrap().unwrap().spec.disabled,
+        v3.get::<IpPool>(CalicoKind::Pool, "red")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .disabled,
         Some(true)
     );
     let deleted = ippool(&cp, &["delete", "red"]).expect(0);
     assert_eq!(deleted.stdout, "ippool.projectcalico.org/red deleted\n");
-    assert!(v3.get("red").await.unwrap().is_none());
+    assert!(
+        v3.get::<IpPool>(CalicoKind::Pool, "red")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -8,13 +8,13 @@ use kube::api::Api;
 use kube::runtime::watcher;
 
 use super::{Executor, MigrateError};
+use crate::client::CalicoClient;
 use crate::migration::events::Event;
 use crate::migration::fault;
 use crate::migration::mirror::Mirror;
 use crate::migration::record::lock::Held;
 use crate::migration::record::{Job, MigrateRecord, Record};
 use crate::migration::step::Step;
-use crate::rest::CalicoClient;
 use ippool_ipam::plan::Plan;
 
 /// Where a migration's progress lives in the record: the record itself, or the migration a

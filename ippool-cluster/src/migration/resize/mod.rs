@@ -28,7 +28,7 @@ use super::inventory;
 use super::record::lock::{self, Held};
 use super::record::{self, Job, MigrateRecord, Record, RecordError, ResizeRecord};
 use super::step::{ResizeStep, Step};
-use crate::rest::CalicoClient;
+use crate::client::CalicoClient;
 use ippool_ipam::plan::{Blocker, Intent, KeepReason, Plan, PlanError, Scope};
 
 /// What the operator asked for.

@@ -9,11 +9,11 @@ use ippool_rules::model::{IpPool, ObjectMeta};
 
 use super::{Resize, ResizeError};
 use crate::api::CalicoKind;
+use crate::client::CalicoClient;
 use crate::migration::events::Event;
 use crate::migration::execute::{Executor, MigrateError};
 use crate::migration::record::ResizeRecord;
 use crate::release::{ReleaseStep, Released, release_block, release_stale_affinity};
-use crate::rest::CalicoClient;
 use ippool_ipam::gc::{GcCandidate, gc_plan};
 use ippool_ipam::plan::PlanError;
 use ippool_ipam::snapshot::Parts;

@@ -266,14 +266,15 @@ pub async fn assert_end_state(c: &TestCluster, gone: Option<&str>, pool: &str, b
             .iter()
             .map(cidr_of)
             .collect();
-    let blocks = Api::<DynamicObject>::all_with(client.clone(), &ipam_blocks())
+    let blocks = Api::<DynamicObject>::all_with(client.clone(), &ipam_blocks(ApiGroup::CrdV1))
         .list(&Default::default())
         .await
         .unwrap();
-    let affinities = Api::<DynamicObject>::all_with(client.clone(), &block_affinities())
-        .list(&Default::default())
-        .await
-        .unwrap();
+    let affinities =
+        Api::<DynamicObject>::all_with(client.clone(), &block_affinities(ApiGroup::CrdV1))
+            .list(&Default::default())
+            .await
+            .unwrap();
     for (what, cidr) in pools
         .iter()
         .map(|c| ("pool", *c))
@@ -342,7 +343,10 @@ impl DeletionRecorder {
         let changes = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
-        for (resource, is_pool) in [(ip_pools(ApiGroup::CrdV1), true), (ipam_blocks(), false)] {
+        for (resource, is_pool) in [
+            (ip_pools(ApiGroup::CrdV1), true),
+            (ipam_blocks(ApiGroup::CrdV1), false),
+        ] {
             let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
             let changes = changes.clone();
             let ready = ready_tx.clone();

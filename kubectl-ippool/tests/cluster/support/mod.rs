@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use harness::ControlPlane;
 use ipnet::IpNet;
-use ippool_cluster::resources::CalicoApi;
+use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
+use ippool_cluster::client::CalicoClient;
+use ippool_cluster::resources::CalicoResource as _;
 use ippool_ipam::allocation::{self, AffinityState};
 use ippool_ipam::names;
-use ippool_rules::model::{BlockAffinity, IpPool, IpPoolSpec, IpamBlock, IpamHandle, ObjectMeta};
+use ippool_ipam::plan::PolicyVersion;
+use ippool_rules::model::{IpPool, IpPoolSpec, ObjectMeta};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -83,9 +86,17 @@ pub fn pool(name: &str, cidr: &str, block_size: i64, disabled: bool) -> IpPool {
     }
 }
 
+/// Calico's objects as the test control plane serves them: plain `crd.projectcalico.org/v1` CRDs.
+pub fn crds(client: &Client) -> CalicoClient {
+    CalicoClient::new(
+        client.clone(),
+        ServedApis::new(Serving::Crds, Some(PolicyVersion::V1)),
+    )
+}
+
 pub async fn create_pool(client: &Client, pool: &IpPool) -> IpPool {
-    CalicoApi::<IpPool>::new(client.clone())
-        .create(pool)
+    crds(client)
+        .create(CalicoKind::Pool, pool.name(), pool, false)
         .await
         .expect("pool created")
 }
@@ -150,37 +161,39 @@ pub async fn seed_block(
                 .expect("block has room"),
         );
     }
-    CalicoApi::<IpamBlock>::new(client.clone())
-        .create(&block)
+    let calico = crds(client);
+    calico
+        .create(CalicoKind::Block, block.name(), &block, false)
         .await
         .expect("block created");
     if let (Some(node), Some(state)) = (node, affinity_state) {
         create_affinity(client, node, cidr, state).await;
     }
-    let handles = CalicoApi::<IpamHandle>::new(client.clone());
     for holder in holders {
         let handle = allocation::new_handle(
             &holder.handle(),
             BTreeMap::from([(net.trunc().to_string(), 1)]),
         );
-        handles.create(&handle).await.expect("handle created");
+        calico
+            .create(CalicoKind::Handle, handle.name(), &handle, false)
+            .await
+            .expect("handle created");
     }
     addresses
 }
 
 pub async fn create_affinity(client: &Client, node: &str, cidr: &str, state: AffinityState) {
-    CalicoApi::<BlockAffinity>::new(client.clone())
-        .create(&allocation::new_block_affinity(node, &net(cidr), state))
+    let affinity = allocation::new_block_affinity(node, &net(cidr), state);
+    crds(client)
+        .create(CalicoKind::Affinity, affinity.name(), &affinity, false)
         .await
         .expect("affinity created");
 }
 
 pub async fn create_handle(client: &Client, handle_id: &str, block_cidr: &str) {
-    CalicoApi::<IpamHandle>::new(client.clone())
-        .create(&allocation::new_handle(
-            handle_id,
-            BTreeMap::from([(block_cidr.to_owned(), 1)]),
-        ))
+    let handle = allocation::new_handle(handle_id, BTreeMap::from([(block_cidr.to_owned(), 1)]));
+    crds(client)
+        .create(CalicoKind::Handle, handle.name(), &handle, false)
         .await
         .expect("handle created");
 }
@@ -268,15 +281,18 @@ pub async fn create_pod(
 }
 
 /// Names of the objects of a Calico kind now in the cluster.
-pub async fn names_of<T: ippool_cluster::resources::CalicoResource>(
-    client: &Client,
-) -> Vec<String> {
-    let mut names: Vec<String> = CalicoApi::<T>::new(client.clone())
-        .list()
+/// The names of every object of a kind, sorted.
+pub async fn names_of(client: &Client, kind: CalicoKind) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        metadata: ObjectMeta,
+    }
+    let mut names: Vec<String> = crds(client)
+        .list::<Named>(kind)
         .await
         .expect("list")
-        .iter()
-        .map(|o| o.name().to_owned())
+        .into_iter()
+        .map(|o| o.metadata.name.unwrap_or_default())
         .collect();
     names.sort();
     names

@@ -1,17 +1,22 @@
-//! Typed requests for Calico objects (the `ippool_rules::model` serde types) and paginated lists of
-//! anything. Objects are read straight into the types the analysis needs — for pods, a slim
+//! The one client of the crate: requests for Calico objects in the groups the cluster serves them
+//! in (reads, conditional writes, watches), and paginated lists of anything. Objects are read
+//! straight into the types the caller needs — the `ippool_rules::model` types, or for pods a slim
 //! projection — so that a 10,000-pod cluster never sits in memory as full `Pod` objects.
 
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use kube::Client;
-use kube::core::Request;
+use kube::api::Api;
 use kube::core::params::{
     DeleteParams, GetParams, ListParams, Patch, PatchParams, PostParams, Preconditions,
 };
+use kube::core::{DynamicObject, Request};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{CalicoKind, ServedApis};
 use crate::request_error::{Context, RequestError};
+use crate::resources::{CalicoResource, from_dynamic, to_dynamic};
 
 /// Items per page of a list request (kubectl's default chunk size).
 pub const PAGE_SIZE: u32 = 500;
@@ -115,7 +120,7 @@ async fn list_pages<T: DeserializeOwned>(
     Ok(items)
 }
 
-/// Requests for Calico objects in the groups discovery chose.
+/// Requests for Calico objects in the groups discovery chose (see [`crate::api::Serving`]).
 #[derive(Clone)]
 pub struct CalicoClient {
     client: Client,
@@ -227,6 +232,34 @@ impl CalicoClient {
         self.client.request(request).await.context(what)
     }
 
+    /// Replaces `object` (PUT), conditional on the resourceVersion it carries: the server answers
+    /// 409 when the object changed since it was read. Fields the model does not know go back as
+    /// they were read.
+    pub async fn replace<T: CalicoResource>(
+        &self,
+        kind: CalicoKind,
+        object: &T,
+    ) -> Result<T, RequestError> {
+        let name = object.name();
+        let what = || self.describe("replace", kind, name);
+        if object.metadata().resource_version.is_none() {
+            return Err(RequestError::missing_resource_version(what()));
+        }
+        let body = serde_json::to_vec(&to_dynamic(&self.api.resource(kind), object)?)
+            .map_err(kube::Error::SerdeError)
+            .context(what)?;
+        let params = PostParams {
+            dry_run: false,
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+        };
+        let request = self
+            .request(kind)
+            .replace(name, &params, body)
+            .map_err(kube::Error::BuildRequest)
+            .context(what)?;
+        self.client.request(request).await.context(what)
+    }
+
     /// Deletes the object if (when `resource_version` is given) it is still at that version;
     /// a changed object answers 409. `Ok(false)` when it was already gone.
     pub async fn delete(
@@ -255,5 +288,34 @@ impl CalicoClient {
             Err(e) if e.is_not_found() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// A watch of every object of a kind (kube's `watcher` with its default backoff: it relists
+    /// and resumes by itself), typed. An object that does not decode is reported as an error
+    /// item; the watch goes on.
+    pub fn watch<T: DeserializeOwned + Send + 'static>(
+        &self,
+        kind: CalicoKind,
+        config: watcher::Config,
+    ) -> impl Stream<Item = Result<watcher::Event<T>, RequestError>> + Send + use<T> {
+        let resource = self.api.resource(kind);
+        let action = self.describe("watch", kind, "(all)");
+        let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource);
+        watcher(api, config)
+            .default_backoff()
+            .map_err(move |source| RequestError::watch(action.clone(), source))
+            .map(move |event| {
+                Ok(match event? {
+                    watcher::Event::Apply(o) => watcher::Event::Apply(from_dynamic(&resource, o)?),
+                    watcher::Event::Delete(o) => {
+                        watcher::Event::Delete(from_dynamic(&resource, o)?)
+                    }
+                    watcher::Event::Init => watcher::Event::Init,
+                    watcher::Event::InitApply(o) => {
+                        watcher::Event::InitApply(from_dynamic(&resource, o)?)
+                    }
+                    watcher::Event::InitDone => watcher::Event::InitDone,
+                })
+            })
     }
 }
