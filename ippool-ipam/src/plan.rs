@@ -5,6 +5,7 @@
 //! that stop the run (each with its fix). Nothing here talks to the API server; the executor in
 //! [`crate::migration`] carries a plan out.
 
+mod decision;
 mod inputs;
 mod moves;
 pub mod objects;

@@ -111,7 +111,20 @@ pub(super) fn check(
     blockers: &mut Vec<Blocker>,
     warnings: &mut Vec<String>,
 ) {
-    let new = &target.pool;
+    rule_findings(inventory, old, &target.pool, findings, blockers);
+    compatibility(old, &target.pool, blockers, warnings);
+    usability(intent, old, target, blockers);
+    competing_pools(inventory, old, &target.pool, warnings);
+}
+
+/// The shared rules on both pools: NEW's errors block, OLD's findings are only reported.
+fn rule_findings(
+    inventory: &Inventory,
+    old: &IpPool,
+    new: &IpPool,
+    findings: &mut Vec<PoolFinding>,
+    blockers: &mut Vec<Blocker>,
+) {
     let new_name = new.name().to_owned();
     // NEW must pass the shared rules as if it were being created now: it must not overlap OLD or
     // any other pool, must sit inside the cluster CIDR, and must not collide with leftover blocks.
@@ -152,7 +165,17 @@ pub(super) fn check(
             hint: None,
         });
     }
+}
 
+/// Whether pods and tunnels can move from OLD to NEW: the same family, and every encapsulation
+/// OLD uses.
+fn compatibility(
+    old: &IpPool,
+    new: &IpPool,
+    blockers: &mut Vec<Blocker>,
+    warnings: &mut Vec<String>,
+) {
+    let (old_name, new_name) = (old.name(), new.name());
     let (o, n) = (old.spec.defaulted(), new.spec.defaulted());
     let subject = format!("pool {new_name}");
     if let (Some(of), Some(nf)) = (o.family(), n.family())
@@ -205,6 +228,16 @@ pub(super) fn check(
             o.vxlan_mode, n.vxlan_mode
         ));
     }
+}
+
+/// Whether NEW can take OLD's pods as the plan means to use it: not owned by the operator, open to
+/// workloads (and tunnels, when OLD holds them), assigned automatically, with the CIDR asked for.
+fn usability(intent: &Intent, old: &IpPool, target: &Target, blockers: &mut Vec<Blocker>) {
+    let new = &target.pool;
+    let (old_name, new_name) = (old.name(), new.name());
+    let (o, n) = (old.spec.defaulted(), new.spec.defaulted());
+    let old_encaps: BTreeSet<_> = o.encapsulations().collect();
+    let subject = format!("pool {new_name}");
     for pool in [old, new] {
         if is_operator_managed(pool) {
             blockers.push(Blocker {
@@ -264,6 +297,12 @@ pub(super) fn check(
             ),
         });
     }
+}
+
+/// Other enabled pools of the family that Calico may pick for replacement pods instead of NEW.
+fn competing_pools(inventory: &Inventory, old: &IpPool, new: &IpPool, warnings: &mut Vec<String>) {
+    let (old_name, new_name) = (old.name(), new.name());
+    let n = new.spec.defaulted();
     let family = n.family();
     for other in &inventory.snapshot.pools {
         if other.name() == old_name || other.name() == new_name || !other.is_enabled() {
