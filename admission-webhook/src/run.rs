@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use ippool_cluster::discovery::{CidrFlags, Outcome, discover};
+use ippool_cluster::discovery::{CidrFlags, SourceAnswer, discover};
 use ippool_cluster::view::{ClusterView, StaticContext, ViewError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -132,7 +132,7 @@ async fn discover_cidrs(
     if let Some(failed) = discovery
         .attempts
         .iter()
-        .find(|a| matches!(a.outcome, Outcome::Failed { .. }))
+        .find(|a| matches!(a.outcome, SourceAnswer::Failed { .. }))
     {
         return Err(RunError::Discovery {
             outcome: format!("{:?}", failed.outcome),

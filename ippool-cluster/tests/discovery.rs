@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use harness::ControlPlane;
 use ipnet::IpNet;
-use ippool_cluster::discovery::{CidrFlags, CidrSource, Outcome, discover};
+use ippool_cluster::discovery::{CidrFlags, CidrSource, SourceAnswer, discover};
 use ippool_rules::context::Strength;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::Client;
@@ -16,7 +16,7 @@ fn nets(list: &[&str]) -> Vec<IpNet> {
     list.iter().map(|s| s.parse().unwrap()).collect()
 }
 
-fn outcome(found: &ippool_cluster::discovery::Discovery, source: CidrSource) -> &Outcome {
+fn outcome(found: &ippool_cluster::discovery::Discovery, source: CidrSource) -> &SourceAnswer {
     &found
         .attempts
         .iter()
@@ -52,15 +52,15 @@ async fn sources_in_order_of_trust_with_every_attempt_reported() {
     );
     assert!(matches!(
         outcome(&found, CidrSource::KubeProxyConfig),
-        Outcome::Absent { .. }
+        SourceAnswer::Absent { .. }
     ));
     assert!(matches!(
         outcome(&found, CidrSource::ControllerManagerPod),
-        Outcome::Absent { .. }
+        SourceAnswer::Absent { .. }
     ));
     assert!(matches!(
         outcome(&found, CidrSource::NodePodCidrs),
-        Outcome::Skipped { .. }
+        SourceAnswer::Skipped { .. }
     ));
     assert_eq!(found.cluster_cidrs().unwrap().strength, Strength::Strong);
 
@@ -79,7 +79,7 @@ async fn sources_in_order_of_trust_with_every_attempt_reported() {
             .attempts
             .iter()
             .skip(1)
-            .all(|a| matches!(a.outcome, Outcome::Skipped { .. }))
+            .all(|a| matches!(a.outcome, SourceAnswer::Skipped { .. }))
     );
 
     // Someone without rights: every source is "forbidden", none is an error.
@@ -88,7 +88,7 @@ async fn sources_in_order_of_trust_with_every_attempt_reported() {
     assert_eq!(forbidden.cluster, None);
     for attempt in &forbidden.attempts {
         assert!(
-            matches!(attempt.outcome, Outcome::Forbidden { .. }),
+            matches!(attempt.outcome, SourceAnswer::Forbidden { .. }),
             "{attempt:?}"
         );
     }
@@ -149,6 +149,6 @@ async fn sources_in_order_of_trust_with_every_attempt_reported() {
     assert_eq!(hinted.cluster_cidrs().unwrap().strength, Strength::Weak);
     assert!(matches!(
         outcome(&hinted, CidrSource::KubeadmConfig),
-        Outcome::Absent { .. }
+        SourceAnswer::Absent { .. }
     ));
 }

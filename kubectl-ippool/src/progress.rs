@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ippool_cluster::migration::events::{Event, Line, Outcome, Progress};
+use ippool_cluster::migration::events::{Event, Line, Progress, RunOutcome};
 use k8s_openapi::jiff::Timestamp;
 
 /// `-o json`: one object per line.
@@ -87,15 +87,15 @@ pub fn describe(event: &Event) -> Option<String> {
         Event::Released { change } => format!("    {change}"),
         Event::Warning { message } => format!("warning: {message}"),
         Event::Finished { outcome, stats } => match (outcome, stats) {
-            (Outcome::Completed, Some(stats)) => format!(
+            (RunOutcome::Completed, Some(stats)) => format!(
                 "done in {:.1}s with {} API requests",
                 stats.seconds, stats.api_requests
             ),
-            (Outcome::Completed, None) => "done".to_owned(),
-            (Outcome::DryRun, _) => "dry run: nothing was changed".to_owned(),
-            (Outcome::Blocked, _) => "blocked: nothing was changed".to_owned(),
-            (Outcome::Declined, _) => "not confirmed: nothing was changed".to_owned(),
-            (Outcome::Aborted, _) => "aborted".to_owned(),
+            (RunOutcome::Completed, None) => "done".to_owned(),
+            (RunOutcome::DryRun, _) => "dry run: nothing was changed".to_owned(),
+            (RunOutcome::Blocked, _) => "blocked: nothing was changed".to_owned(),
+            (RunOutcome::Declined, _) => "not confirmed: nothing was changed".to_owned(),
+            (RunOutcome::Aborted, _) => "aborted".to_owned(),
         },
         Event::Failed { error } => format!("error: {error}"),
     })
@@ -218,7 +218,7 @@ mod tests {
             address: "10.0.1.4".parse().unwrap(),
         });
         sink.emit(Event::Finished {
-            outcome: Outcome::Completed,
+            outcome: RunOutcome::Completed,
             stats: Some(RunStats {
                 api_requests: 42,
                 seconds: 3.5,
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(
             parsed[3].event,
             Event::Finished {
-                outcome: Outcome::Completed,
+                outcome: RunOutcome::Completed,
                 stats: Some(RunStats {
                     api_requests: 42,
                     seconds: 3.5

@@ -76,7 +76,7 @@ impl fmt::Display for CidrSource {
 
 /// What happened when one source was consulted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum SourceAnswer {
     /// The source names these pod CIDRs (and, where it carries them, service CIDRs).
     Found {
         cluster: Vec<IpNet>,
@@ -97,7 +97,7 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     pub source: CidrSource,
-    pub outcome: Outcome,
+    pub outcome: SourceAnswer,
 }
 
 /// Values given on the command line; they win over anything discovered.
@@ -135,7 +135,7 @@ impl Discovery {
         let mut cluster = None;
         let mut service = None;
         for attempt in &attempts {
-            if let Outcome::Found {
+            if let SourceAnswer::Found {
                 cluster: c,
                 service: s,
             } = &attempt.outcome
@@ -162,7 +162,7 @@ pub async fn discover(client: &Client, flags: &CidrFlags) -> Discovery {
     if !flags.cluster_cidrs.is_empty() || !flags.service_cidrs.is_empty() {
         attempts.push(Attempt {
             source: CidrSource::Flag,
-            outcome: Outcome::Found {
+            outcome: SourceAnswer::Found {
                 cluster: flags.cluster_cidrs.clone(),
                 service: flags.service_cidrs.clone(),
             },
@@ -177,7 +177,7 @@ pub async fn discover(client: &Client, flags: &CidrFlags) -> Discovery {
         ] {
             attempts.push(Attempt {
                 source,
-                outcome: Outcome::Skipped {
+                outcome: SourceAnswer::Skipped {
                     reason: "--cluster-cidr and --service-cidr were given".to_owned(),
                 },
             });
@@ -201,9 +201,9 @@ pub async fn discover(client: &Client, flags: &CidrFlags) -> Discovery {
 
     let strong_answer = attempts
         .iter()
-        .any(|a| matches!(&a.outcome, Outcome::Found { cluster, .. } if !cluster.is_empty()));
+        .any(|a| matches!(&a.outcome, SourceAnswer::Found { cluster, .. } if !cluster.is_empty()));
     let outcome = if strong_answer {
-        Outcome::Skipped {
+        SourceAnswer::Skipped {
             reason: "a strong source named the cluster CIDR".to_owned(),
         }
     } else {
@@ -228,7 +228,7 @@ mod tests {
     fn flags_win_then_the_first_strong_source_then_the_hint() {
         let found = |source, cluster: &[&str], service: &[&str]| Attempt {
             source,
-            outcome: Outcome::Found {
+            outcome: SourceAnswer::Found {
                 cluster: nets(cluster),
                 service: nets(service),
             },
@@ -236,7 +236,7 @@ mod tests {
         let chosen = Discovery::choose(vec![
             Attempt {
                 source: CidrSource::KubeadmConfig,
-                outcome: Outcome::Forbidden {
+                outcome: SourceAnswer::Forbidden {
                     detail: "no".to_owned(),
                 },
             },
@@ -258,7 +258,7 @@ mod tests {
 
         let nothing = Discovery::choose(vec![Attempt {
             source: CidrSource::KubeadmConfig,
-            outcome: Outcome::Absent {
+            outcome: SourceAnswer::Absent {
                 detail: "x".to_owned(),
             },
         }]);

@@ -9,75 +9,79 @@ use super::parse::{
     parse_cidr_list, parse_controller_manager_args, parse_kube_proxy_configuration,
     parse_kubeadm_cluster_configuration, summarise_node_ranges,
 };
-use super::{KUBE_PROXY_CONFIG, KUBE_SYSTEM, KUBEADM_CONFIG, Outcome};
+use super::{KUBE_PROXY_CONFIG, KUBE_SYSTEM, KUBEADM_CONFIG, SourceAnswer};
 
 const CONTROLLER_MANAGER_SELECTOR: &str = "component=kube-controller-manager";
 const NODE_PAGE: u32 = 500;
 
-fn api_outcome(what: &str, error: kube::Error) -> Outcome {
+fn api_outcome(what: &str, error: kube::Error) -> SourceAnswer {
     match error {
-        kube::Error::Api(status) if status.is_not_found() => Outcome::Absent {
+        kube::Error::Api(status) if status.is_not_found() => SourceAnswer::Absent {
             detail: format!("{what} not found"),
         },
-        kube::Error::Api(status) if status.is_forbidden() => Outcome::Forbidden {
+        kube::Error::Api(status) if status.is_forbidden() => SourceAnswer::Forbidden {
             detail: format!("not allowed to read {what}: {}", status.message),
         },
-        other => Outcome::Failed {
+        other => SourceAnswer::Failed {
             detail: format!("reading {what} failed: {other}"),
         },
     }
 }
 
-async fn config_map_key(api: &Api<ConfigMap>, name: &str, key: &str) -> Result<String, Outcome> {
+async fn config_map_key(
+    api: &Api<ConfigMap>,
+    name: &str,
+    key: &str,
+) -> Result<String, SourceAnswer> {
     let what = format!("ConfigMap {KUBE_SYSTEM}/{name}");
     let map = api.get(name).await.map_err(|e| api_outcome(&what, e))?;
     map.data
         .and_then(|mut data| data.remove(key))
-        .ok_or_else(|| Outcome::Absent {
+        .ok_or_else(|| SourceAnswer::Absent {
             detail: format!("{what} has no key {key:?}"),
         })
 }
 
-pub(super) async fn kubeadm_outcome(api: &Api<ConfigMap>) -> Outcome {
+pub(super) async fn kubeadm_outcome(api: &Api<ConfigMap>) -> SourceAnswer {
     let text = match config_map_key(api, KUBEADM_CONFIG, "ClusterConfiguration").await {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };
     match parse_kubeadm_cluster_configuration(&text) {
-        Ok(n) if n.pod_subnets.is_empty() && n.service_subnets.is_empty() => Outcome::Absent {
+        Ok(n) if n.pod_subnets.is_empty() && n.service_subnets.is_empty() => SourceAnswer::Absent {
             detail: "ClusterConfiguration sets neither networking.podSubnet nor serviceSubnet"
                 .to_owned(),
         },
-        Ok(n) => Outcome::Found {
+        Ok(n) => SourceAnswer::Found {
             cluster: n.pod_subnets,
             service: n.service_subnets,
         },
-        Err(e) => Outcome::Unparsable {
+        Err(e) => SourceAnswer::Unparsable {
             detail: e.to_string(),
         },
     }
 }
 
-pub(super) async fn kube_proxy_outcome(api: &Api<ConfigMap>) -> Outcome {
+pub(super) async fn kube_proxy_outcome(api: &Api<ConfigMap>) -> SourceAnswer {
     let text = match config_map_key(api, KUBE_PROXY_CONFIG, "config.conf").await {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };
     match parse_kube_proxy_configuration(&text) {
-        Ok(cidrs) if cidrs.is_empty() => Outcome::Absent {
+        Ok(cidrs) if cidrs.is_empty() => SourceAnswer::Absent {
             detail: "config.conf sets no clusterCIDR".to_owned(),
         },
-        Ok(cidrs) => Outcome::Found {
+        Ok(cidrs) => SourceAnswer::Found {
             cluster: cidrs,
             service: Vec::new(),
         },
-        Err(e) => Outcome::Unparsable {
+        Err(e) => SourceAnswer::Unparsable {
             detail: e.to_string(),
         },
     }
 }
 
-pub(super) async fn controller_manager_outcome(client: &Client) -> Outcome {
+pub(super) async fn controller_manager_outcome(client: &Client) -> SourceAnswer {
     let pods: Api<Pod> = Api::namespaced(client.clone(), KUBE_SYSTEM);
     let what = format!("pods in {KUBE_SYSTEM} labelled {CONTROLLER_MANAGER_SELECTOR}");
     let list = match pods
@@ -88,7 +92,7 @@ pub(super) async fn controller_manager_outcome(client: &Client) -> Outcome {
         Err(e) => return api_outcome(&what, e),
     };
     if list.items.is_empty() {
-        return Outcome::Absent {
+        return SourceAnswer::Absent {
             detail: format!("no {what}"),
         };
     }
@@ -104,23 +108,23 @@ pub(super) async fn controller_manager_outcome(client: &Client) -> Outcome {
                 .collect();
             match parse_controller_manager_args(&args) {
                 Ok((cluster, service)) if !cluster.is_empty() || !service.is_empty() => {
-                    return Outcome::Found { cluster, service };
+                    return SourceAnswer::Found { cluster, service };
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    return Outcome::Unparsable {
+                    return SourceAnswer::Unparsable {
                         detail: e.to_string(),
                     };
                 }
             }
         }
     }
-    Outcome::Absent {
+    SourceAnswer::Absent {
         detail: "kube-controller-manager runs without --cluster-cidr".to_owned(),
     }
 }
 
-pub(super) async fn node_outcome(client: &Client) -> Outcome {
+pub(super) async fn node_outcome(client: &Client) -> SourceAnswer {
     let nodes: Api<Node> = Api::all(client.clone());
     let mut ranges = Vec::new();
     let mut params = ListParams::default().limit(NODE_PAGE);
@@ -137,7 +141,7 @@ pub(super) async fn node_outcome(client: &Client) -> Outcome {
                 match parse_cidr_list("spec.podCIDRs", &text) {
                     Ok(nets) => ranges.extend(nets),
                     Err(e) => {
-                        return Outcome::Unparsable {
+                        return SourceAnswer::Unparsable {
                             detail: e.to_string(),
                         };
                     }
@@ -150,11 +154,11 @@ pub(super) async fn node_outcome(client: &Client) -> Outcome {
         }
     }
     if ranges.is_empty() {
-        return Outcome::Absent {
+        return SourceAnswer::Absent {
             detail: "no node has spec.podCIDRs (usual under Calico IPAM)".to_owned(),
         };
     }
-    Outcome::Found {
+    SourceAnswer::Found {
         cluster: summarise_node_ranges(&ranges),
         service: Vec::new(),
     }

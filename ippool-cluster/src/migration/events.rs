@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum RunOutcome {
     Completed,
     DryRun,
     Blocked,
@@ -105,7 +105,7 @@ pub enum Event {
         message: String,
     },
     Finished {
-        outcome: Outcome,
+        outcome: RunOutcome,
         /// Set when the run got as far as connecting.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stats: Option<RunStats>,

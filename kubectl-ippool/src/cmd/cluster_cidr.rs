@@ -3,7 +3,7 @@
 
 use clap::Args;
 use ipnet::IpNet;
-use ippool_cluster::discovery::{Discovery, Outcome as SourceOutcome};
+use ippool_cluster::discovery::{Discovery, SourceAnswer};
 use ippool_rules::context::Strength;
 use serde::Serialize;
 
@@ -86,7 +86,7 @@ fn report(found: &Discovery) -> Report {
             .iter()
             .map(|a| {
                 let (outcome, detail) = match &a.outcome {
-                    SourceOutcome::Found { cluster, service } => {
+                    SourceAnswer::Found { cluster, service } => {
                         let mut parts = Vec::new();
                         if !cluster.is_empty() {
                             parts.push(format!("pods {}", join(cluster)));
@@ -96,11 +96,11 @@ fn report(found: &Discovery) -> Report {
                         }
                         ("found", parts.join("; "))
                     }
-                    SourceOutcome::Absent { detail } => ("absent", detail.clone()),
-                    SourceOutcome::Forbidden { detail } => ("forbidden", detail.clone()),
-                    SourceOutcome::Unparsable { detail } => ("unparsable", detail.clone()),
-                    SourceOutcome::Failed { detail } => ("failed", detail.clone()),
-                    SourceOutcome::Skipped { reason } => ("skipped", reason.clone()),
+                    SourceAnswer::Absent { detail } => ("absent", detail.clone()),
+                    SourceAnswer::Forbidden { detail } => ("forbidden", detail.clone()),
+                    SourceAnswer::Unparsable { detail } => ("unparsable", detail.clone()),
+                    SourceAnswer::Failed { detail } => ("failed", detail.clone()),
+                    SourceAnswer::Skipped { reason } => ("skipped", reason.clone()),
                 };
                 Attempted {
                     source: a.source.describe().to_owned(),
@@ -162,14 +162,14 @@ mod tests {
             attempts: vec![
                 Attempt {
                     source: CidrSource::KubeadmConfig,
-                    outcome: SourceOutcome::Found {
+                    outcome: SourceAnswer::Found {
                         cluster: vec![net("10.0.0.0/8")],
                         service: vec![],
                     },
                 },
                 Attempt {
                     source: CidrSource::NodePodCidrs,
-                    outcome: SourceOutcome::Skipped {
+                    outcome: SourceAnswer::Skipped {
                         reason: "a strong source answered".to_owned(),
                     },
                 },

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use ippool_cluster::api::ServedApis;
 use ippool_cluster::client::CalicoClient;
 use ippool_cluster::migration::abort;
-use ippool_cluster::migration::events::{Event, Outcome as RunOutcome, Progress, RunStats};
+use ippool_cluster::migration::events::{Event, Progress, RunOutcome, RunStats};
 use ippool_cluster::migration::execute::{self, Executor, Options};
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
 use ippool_cluster::migration::requests::RequestCounter;

@@ -5,7 +5,7 @@
 
 use clap::Args;
 use ipnet::IpNet;
-use ippool_cluster::migration::events::Outcome as RunOutcome;
+use ippool_cluster::migration::events::RunOutcome;
 use ippool_cluster::migration::resize::{self, ResizeIntent};
 
 use super::Outcome;

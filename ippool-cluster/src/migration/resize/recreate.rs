@@ -18,6 +18,18 @@ use ippool_ipam::gc::{GcCandidate, gc_plan};
 use ippool_ipam::plan::PlanError;
 use ippool_ipam::snapshot::Parts;
 
+/// What cleaning NAME's CIDR reads: blocks and affinities, with the pools and nodes that tell
+/// which are leftovers.
+const GC_PARTS: Parts = Parts {
+    pools: true,
+    blocks: true,
+    affinities: true,
+    handles: false,
+    pods: false,
+    nodes: true,
+    namespaces: false,
+};
+
 /// NAME's definition as it must be re-created: name, labels, annotations and spec, nothing the
 /// server set.
 pub(super) fn definition(pool: &IpPool) -> IpPool {
@@ -53,16 +65,7 @@ impl Resize<'_> {
                 name: state.name.clone(),
                 cidr: state.original.spec.cidr.clone().unwrap_or_default(),
             })?;
-        let parts = Parts {
-            pools: true,
-            blocks: true,
-            affinities: true,
-            handles: false,
-            pods: false,
-            nodes: true,
-            namespaces: false,
-        };
-        let snapshot = crate::load::snapshot(&self.exec.client, &self.exec.apis, parts).await?;
+        let snapshot = crate::load::snapshot(&self.exec.client, &self.exec.apis, GC_PARTS).await?;
         let gc = gc_plan(&snapshot, Some(&cidr));
         if !gc.kept.is_empty() {
             return Err(ResizeError::CidrNotClean {
@@ -109,7 +112,7 @@ impl Resize<'_> {
                 });
             }
         }
-        let after = crate::load::snapshot(&self.exec.client, &self.exec.apis, parts).await?;
+        let after = crate::load::snapshot(&self.exec.client, &self.exec.apis, GC_PARTS).await?;
         let mut left: BTreeMap<String, &str> = BTreeMap::new();
         for block in &after.blocks {
             if block.cidr().is_some_and(|b| cidr::overlaps(&b, &cidr)) {
