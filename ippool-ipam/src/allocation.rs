@@ -260,6 +260,7 @@ pub fn assign(
     let attribute = AllocationAttribute {
         handle_id: Some(handle_id.to_owned()),
         secondary: Some(secondary.clone()),
+        ..AllocationAttribute::default()
     };
     let spec = &mut block.spec;
     let index = match spec.attributes.iter().position(|a| *a == attribute) {
@@ -392,6 +393,29 @@ mod tests {
         assert_eq!(assign(&mut b, 5, "h3", &owner("c")).unwrap().len(), 1);
         assert!(assign(&mut b, 1, "h4", &owner("d")).unwrap().is_empty());
         assert!(b.spec.unallocated.is_empty());
+    }
+
+    #[test]
+    fn a_release_keeps_the_fields_of_newer_calico_releases() {
+        // Calico 3.32 adds `alternateOwnerAttrs` to an allocation's attributes; a release writes
+        // the block's whole attributes array, so the other allocations' fields must survive it.
+        let mut b: IpamBlock = serde_json::from_value(serde_json::json!({
+            "apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMBlock",
+            "metadata": {"name": "10-0-0-0-30"},
+            "spec": {"cidr": "10.0.0.0/30", "allocations": [0, 1, null, null], "unallocated": [2, 3],
+                     "attributes": [
+                         {"handle_id": "h1", "secondary": {"pod": "a"}},
+                         {"handle_id": "h2", "secondary": {"pod": "b"},
+                          "alternateOwnerAttrs": {"pod": "b-next"}}]}
+        }))
+        .unwrap();
+        release_handle(&mut b, "h1").unwrap();
+        let written = serde_json::to_value(&b).unwrap();
+        assert_eq!(
+            written["spec"]["attributes"],
+            serde_json::json!([{"handle_id": "h2", "secondary": {"pod": "b"},
+                                "alternateOwnerAttrs": {"pod": "b-next"}}])
+        );
     }
 
     #[test]

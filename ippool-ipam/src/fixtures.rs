@@ -54,6 +54,7 @@ pub fn block(cidr: &str, node: Option<&str>, used: &[Used<'_>]) -> IpamBlock {
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
             ),
+            ..AllocationAttribute::default()
         });
     }
     let unallocated = (0..size as i64)

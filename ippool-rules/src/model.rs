@@ -359,6 +359,10 @@ pub struct AllocationAttribute {
     /// `namespace`, `node`, `pod`, `timestamp`, `type` (set for tunnel addresses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<BTreeMap<String, String>>,
+    /// Fields of newer Calico releases (3.32's `alternateOwnerAttrs`), written back as read: a
+    /// block's attributes are written as a whole array.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// IPAMBlock spec (`crd.projectcalico.org/v1`).
