@@ -13,5 +13,6 @@ pub mod ipam_ref;
 pub mod names;
 pub mod plan;
 pub mod pool_delete;
+pub mod selection;
 pub mod snapshot;
 pub mod usage;

@@ -1,13 +1,104 @@
 //! Which pool a pod's address comes from (calico-ipam.md §4): pool and namespace annotations,
-//! nodeSelector, namespaceSelector, allowedUses, assignmentMode, borrowing and strictAffinity.
+//! nodeSelector, namespaceSelector, allowedUses, assignmentMode, borrowing and strictAffinity —
+//! and, for each, `ippool_ipam::selection::explain`'s prediction checked against the address
+//! Calico's own CNI plugin gave (or the error it failed with).
 
 use ipnet::IpNet;
+use ippool_cluster::api::{ServedApis, Serving};
 use ippool_ipam::names;
+use ippool_ipam::plan::PolicyVersion;
+use ippool_ipam::selection::{Explanation, Request, explain};
+use ippool_ipam::snapshot::{Parts, PodInfo, Snapshot};
+use ippool_rules::cidr::Family;
 use k8s_openapi::api::core::v1::Pod;
-use kube::ResourceExt as _;
+use kube::{Client, ResourceExt as _};
 use serde_json::json;
 
 use crate::common::*;
+
+async fn snapshot(client: &Client) -> Snapshot {
+    let served = ServedApis::new(Serving::Crds, Some(PolicyVersion::V1));
+    ippool_cluster::load::snapshot(client, &served, Parts::ALL)
+        .await
+        .unwrap()
+}
+
+/// `explain`'s prediction for a pod as it is in the cluster: its node, namespace and annotation.
+fn predict(snapshot: &Snapshot, pod: &PodInfo) -> Explanation {
+    let node = pod.node.as_deref().and_then(|n| snapshot.node(n));
+    let namespace = snapshot.namespaces.iter().find(|n| n.name == pod.namespace);
+    let (Some(node), Some(namespace)) = (node, namespace) else {
+        panic!("{}: node or namespace not read", pod.key());
+    };
+    explain(
+        &snapshot.pools,
+        &Request {
+            family: Family::V4,
+            node,
+            namespace,
+            pod_pools: pod.ipv4_pools.as_deref(),
+        },
+    )
+}
+
+/// The differential check of `explain`: each pod's address, given by Calico's own CNI plugin, lies
+/// in a pool predicted eligible — the very pool when only one is.
+async fn assert_predicted(client: &Client, pods: &[Pod]) {
+    let snapshot = snapshot(client).await;
+    for pod in pods {
+        let info = snapshot
+            .pods
+            .iter()
+            .find(|p| Some(&p.namespace) == pod.namespace().as_ref() && p.name == pod.name_any())
+            .expect("pod read");
+        let explanation = predict(&snapshot, info);
+        assert_eq!(explanation.failure, None, "{}: {explanation:?}", info.key());
+        for address in pod_ips(pod) {
+            let pool = snapshot
+                .pools
+                .iter()
+                .find(|p| p.spec.cidr_net().is_some_and(|n| n.contains(&address)))
+                .map(|p| p.name().to_owned());
+            let pool = pool.unwrap_or_else(|| panic!("{address} is in no pool"));
+            assert!(
+                explanation.eligible.contains(&pool),
+                "{}: {address} from {pool}, predicted {:?}",
+                info.key(),
+                explanation.eligible
+            );
+            if let [only] = explanation.eligible.as_slice() {
+                assert_eq!(&pool, only, "{}", info.key());
+            }
+        }
+    }
+}
+
+/// The differential check of a predicted failure: the pods named `prefix*` in `namespace` are
+/// predicted to get no address, and Calico's CNI ADD fails with the very words predicted.
+async fn assert_failure_predicted(client: &Client, namespace: &str, prefix: &str) {
+    let snapshot = snapshot(client).await;
+    let stuck: Vec<&PodInfo> = snapshot
+        .pods
+        .iter()
+        .filter(|p| p.namespace == namespace && p.name.starts_with(prefix) && p.node.is_some())
+        .collect();
+    assert!(
+        !stuck.is_empty(),
+        "no scheduled pod {prefix}* in {namespace}"
+    );
+    for pod in stuck {
+        let failure = predict(&snapshot, pod)
+            .failure
+            .unwrap_or_else(|| panic!("{}: an address predicted", pod.key()));
+        wait_sandbox_failure(
+            client,
+            namespace,
+            prefix,
+            &format!("plugin type=\"calico\" failed (add): {failure}"),
+        )
+        .await;
+    }
+}
 
 fn assert_all_in(pods: &[Pod], pool: IpNet) {
     for pod in pods {
@@ -81,6 +172,7 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
     assert_all_in(&from_pod, green);
     let all: Vec<Pod> = [plain, from_namespace, from_pod].concat();
     assert_calico_consistent(client, &all).await;
+    assert_predicted(client, &all).await;
 
     wait_sandbox_failure(
         client,
@@ -89,6 +181,7 @@ async fn pool_annotations_on_pods_and_namespaces_choose_the_pool() {
         "plugin type=\"calico\" failed (add): the given pool (10.53.0.0/24) does not exist, or is not enabled",
     )
     .await;
+    assert_failure_predicted(client, "default", "disabled-").await;
     let stuck = all_pods(client)
         .await
         .into_iter()
@@ -156,6 +249,7 @@ async fn node_selectors_give_each_node_its_pools() {
         assert_all_in(std::slice::from_ref(pod), expected);
     }
     assert_calico_consistent(client, &pods).await;
+    assert_predicted(client, &pods).await;
     env.cp.judge_ipam(&Expected::clean());
 }
 
@@ -183,7 +277,20 @@ async fn namespace_selectors_give_each_namespace_its_pools() {
     let in_default = wait_running(client, "default", "app=web", 3).await;
     assert_all_in(&in_team, team);
     assert_all_in(&in_default, general);
-    assert_calico_consistent(client, &[in_team, in_default].concat()).await;
+    let running = [in_team, in_default].concat();
+    assert_calico_consistent(client, &running).await;
+    assert_predicted(client, &running).await;
+    // A namespace neither pool selects: no address, in Calico's words.
+    create_namespace(client, "team-y", json!({"team": "y"}), json!({})).await;
+    create_deployment(client, "team-y", &deployment("web", 1, json!({}))).await;
+    wait_sandbox_failure(
+        client,
+        "team-y",
+        "web-",
+        "no configured Calico pools for node",
+    )
+    .await;
+    assert_failure_predicted(client, "team-y", "web-").await;
     env.cp.judge_ipam(&Expected::clean());
 }
 
@@ -207,6 +314,7 @@ async fn allowed_uses_keep_workloads_and_tunnels_apart() {
     create_deployment(client, "default", &deployment("web", 4, json!({}))).await;
     let pods = wait_running(client, "default", "app=web", 4).await;
     assert_all_in(&pods, workloads);
+    assert_predicted(client, &pods).await;
     // calico-node takes tunnel addresses only from pools allowing Tunnel use (its allocator runs
     // beside the pods: wait for it).
     let nodes = env.sim.options().node_names();
@@ -263,7 +371,9 @@ async fn manual_pools_serve_only_pods_that_name_them() {
     let named = wait_running(client, "default", "app=named", 2).await;
     assert_all_in(&plain, automatic);
     assert_all_in(&named, manual);
-    assert_calico_consistent(client, &[plain, named].concat()).await;
+    let running = [plain, named].concat();
+    assert_calico_consistent(client, &running).await;
+    assert_predicted(client, &running).await;
     env.cp.judge_ipam(&Expected::clean());
 }
 

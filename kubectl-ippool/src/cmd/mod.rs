@@ -11,6 +11,7 @@ pub mod create;
 pub mod delete;
 pub mod disable;
 pub mod enable;
+pub mod explain;
 pub mod gc;
 pub mod list;
 pub mod migrate;
@@ -50,6 +51,8 @@ pub enum Command {
     Blocks(blocks::BlocksArgs),
     /// Pods holding addresses in a pool, with owner and node.
     Pods(pods::PodsArgs),
+    /// Which pools Calico would give a pod's address from, and why each other pool is out.
+    Explain(explain::ExplainArgs),
     /// Create a pool, validated against the live cluster first.
     Create(create::CreateArgs),
     /// Create or change pools from a manifest, validated against the live cluster first.
@@ -104,6 +107,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Show(args) => show::run(&args, &cli.kube),
         Command::Blocks(args) => blocks::run(&args, &cli.kube),
         Command::Pods(args) => pods::run(&args, &cli.kube),
+        Command::Explain(args) => explain::run(&args, &cli.kube),
         Command::Create(args) => create::run(&args, &cli.kube),
         Command::Apply(args) => apply::run(&args, &cli.kube),
         Command::Enable(args) => enable::run(&args, &cli.kube),

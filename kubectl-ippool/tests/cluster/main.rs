@@ -9,6 +9,7 @@ mod conflicts;
 mod create_apply;
 mod delete;
 mod errors;
+mod explain;
 mod gc;
 mod migrate_availability;
 mod migrate_blockers;

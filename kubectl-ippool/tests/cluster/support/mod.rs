@@ -280,7 +280,6 @@ pub async fn create_pod(
         .expect("pod created")
 }
 
-/// Names of the objects of a Calico kind now in the cluster.
 /// The names of every object of a kind, sorted.
 pub async fn names_of(client: &Client, kind: CalicoKind) -> Vec<String> {
     #[derive(serde::Deserialize)]
