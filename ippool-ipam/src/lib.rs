@@ -3,6 +3,7 @@
 //! it — usage, check, gc planning, pool-delete assessment and the migration planner. It builds for
 //! wasm32 as the rules crate does; `ippool-cluster` reads and writes the cluster around it.
 
+pub mod advice;
 pub mod allocation;
 pub mod check;
 #[cfg(any(test, feature = "fixtures"))]

@@ -2,6 +2,7 @@
 //! own file. To add a subcommand: add a variant here, a file `cmd/<name>.rs`, and a match arm in
 //! [`run`].
 
+pub mod advise;
 pub mod apply;
 pub mod blocks;
 pub mod check;
@@ -53,6 +54,9 @@ pub enum Command {
     Pods(pods::PodsArgs),
     /// Which pools Calico would give a pod's address from, and why each other pool is out.
     Explain(explain::ExplainArgs),
+    /// A block size and pool size for a cluster of N nodes and P pods per node, with the trade-offs
+    /// (no cluster needed).
+    Advise(advise::AdviseArgs),
     /// Create a pool, validated against the live cluster first.
     Create(create::CreateArgs),
     /// Create or change pools from a manifest, validated against the live cluster first.
@@ -108,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Blocks(args) => blocks::run(&args, &cli.kube),
         Command::Pods(args) => pods::run(&args, &cli.kube),
         Command::Explain(args) => explain::run(&args, &cli.kube),
+        Command::Advise(args) => advise::run(&args),
         Command::Create(args) => create::run(&args, &cli.kube),
         Command::Apply(args) => apply::run(&args, &cli.kube),
         Command::Enable(args) => enable::run(&args, &cli.kube),
