@@ -61,13 +61,6 @@ fn block_sizes(family: Family, windows: bool) -> std::ops::RangeInclusive<u8> {
     }
 }
 
-fn max_prefix(family: Family) -> u8 {
-    match family {
-        Family::V4 => 32,
-        Family::V6 => 128,
-    }
-}
-
 /// Sizes `shape`'s cluster: recommends the smallest block that holds a full node (one route per
 /// node, under half of it stranded), within `maxBlocksPerHost`; without such a block, the largest
 /// usable one.
@@ -116,7 +109,7 @@ pub fn advise(shape: &Shape) -> Advice {
 }
 
 fn candidate(shape: &Shape, per_node: u64, block_size: u8) -> Candidate {
-    let bits = u32::from(max_prefix(shape.family) - block_size);
+    let bits = u32::from(shape.family.bits() - block_size);
     let addresses = 1u64 << bits;
     let usable_per_block = if shape.windows {
         addresses - 4
@@ -130,7 +123,7 @@ fn candidate(shape: &Shape, per_node: u64, block_size: u8) -> Candidate {
     let pool_bits = u64::BITS - needed.saturating_sub(1).leading_zeros();
     let pool_prefix = u8::try_from(pool_bits)
         .ok()
-        .and_then(|b| max_prefix(shape.family).checked_sub(b))
+        .and_then(|b| shape.family.bits().checked_sub(b))
         .map(|p| p.min(block_size));
     let unusable = if shape.max_blocks_per_host > 0 && blocks_per_node > shape.max_blocks_per_host {
         Some(format!(

@@ -233,11 +233,7 @@ fn resolve(text: &str, pools: &[&IpPool], family: Family) -> Result<Vec<IpNet>, 
                 })?,
         };
         if Family::of(&net) != family {
-            let other = match family {
-                Family::V4 => "IPv4",
-                Family::V6 => "IPv6",
-            };
-            return Err(format!("\"{}\" isn't a {other} address", net.network()));
+            return Err(format!("\"{}\" isn't a {family} address", net.network()));
         }
         nets.push(net);
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use ipnet::IpNet;
-use ippool_rules::cidr::{self, Family};
+use ippool_rules::cidr;
 use ippool_rules::context::{ClusterContext, Operation};
 use ippool_rules::model::{AllowedUse, AssignmentMode, IpPool, IpPoolSpec, ObjectMeta};
 use ippool_rules::report::Severity;
@@ -185,10 +185,9 @@ fn compatibility(
             subject: subject.clone(),
             problem: format!(
                 "it is {} and {old_name} is {}: pods cannot move between address families",
-                family_name(nf),
-                family_name(of)
+                nf, of
             ),
-            fix: format!("move {old_name}'s pods to a {} pool", family_name(of)),
+            fix: format!("move {old_name}'s pods to a {} pool", of),
         });
     }
     let old_encaps: BTreeSet<_> = o.encapsulations().collect();
@@ -319,13 +318,6 @@ fn competing_pools(inventory: &Inventory, old: &IpPool, new: &IpPool, warnings: 
                 other.name()
             ));
         }
-    }
-}
-
-fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
     }
 }
 

@@ -4,7 +4,6 @@
 
 use clap::Args;
 use ippool_ipam::advice::{Advice, Shape, advise};
-use ippool_rules::cidr::Family;
 
 use super::Outcome;
 use super::explain::FamilyArg;
@@ -89,14 +88,11 @@ pub fn render(advice: &Advice, shape: &Shape, output: &OutputArgs) -> anyhow::Re
             note,
         ]);
     }
-    let family = match shape.family {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
-    };
     let mut out = format!(
-        "{} nodes of up to {} pods ({family}{}):\n\n{}",
+        "{} nodes of up to {} pods ({}{}):\n\n{}",
         shape.nodes,
         shape.pods_per_node,
+        shape.family,
         if shape.windows { ", Windows" } else { "" },
         table.render(output.no_headers)
     );
@@ -124,6 +120,7 @@ pub fn render(advice: &Advice, shape: &Shape, output: &OutputArgs) -> anyhow::Re
 mod tests {
     use super::*;
     use crate::output::Format;
+    use ippool_rules::cidr::Family;
 
     #[test]
     fn the_table_marks_the_recommendation_and_the_sizes_that_cannot_work() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use ippool_ipam::names::{ANNOTATION_IPV4_POOLS, ANNOTATION_IPV6_POOLS};
 use ippool_ipam::selection::{Explanation, Request, Source, explain};
 use ippool_ipam::snapshot::{NamespaceRecord, NodeRecord, Parts, PodInfo, Snapshot};
 use ippool_rules::cidr::Family;
@@ -75,10 +76,15 @@ const PARTS: Parts = Parts {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Answer {
-    pub family: &'static str,
+    #[serde(serialize_with = "as_text")]
+    pub family: Family,
     pub nodes: Vec<String>,
     #[serde(flatten)]
     pub explanation: Explanation,
+}
+
+fn as_text<S: serde::Serializer>(family: &Family, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(family)
 }
 
 pub fn run(args: &ExplainArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
@@ -175,7 +181,7 @@ fn per_node(
         match grouped.iter_mut().find(|a| a.explanation == explanation) {
             Some(answer) => answer.nodes.push(node.name.clone()),
             None => grouped.push(Answer {
-                family: family_name(family),
+                family,
                 nodes: vec![node.name.clone()],
                 explanation,
             }),
@@ -227,18 +233,10 @@ fn find_node<'s>(snapshot: &'s Snapshot, name: &str) -> anyhow::Result<&'s NodeR
         .with_context(|| format!("node {name:?} does not exist (`kubectl get nodes` lists them)"))
 }
 
-fn family_name(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "IPv4",
-        Family::V6 => "IPv6",
-    }
-}
-
-fn describe_source(explanation: &Explanation, family: &str) -> String {
-    let annotation = if family == "IPv4" {
-        "cni.projectcalico.org/ipv4pools"
-    } else {
-        "cni.projectcalico.org/ipv6pools"
+fn describe_source(explanation: &Explanation, family: Family) -> String {
+    let annotation = match family {
+        Family::V4 => ANNOTATION_IPV4_POOLS,
+        Family::V6 => ANNOTATION_IPV6_POOLS,
     };
     let value = explanation.annotation.as_deref().unwrap_or_default();
     match explanation.source {
@@ -309,7 +307,7 @@ mod tests {
 
     fn answer(nodes: &[&str], eligible: &[&str], failure: Option<&str>) -> Answer {
         Answer {
-            family: "IPv4",
+            family: Family::V4,
             nodes: nodes.iter().map(|n| (*n).to_owned()).collect(),
             explanation: Explanation {
                 source: Source::NamespaceAnnotation,
