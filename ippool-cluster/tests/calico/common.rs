@@ -9,25 +9,13 @@ pub use harness::Expected;
 pub use harness::workloads::*;
 use ipnet::IpNet;
 use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
-use ippool_cluster::client::{CalicoClient, list_all};
+use ippool_cluster::client::CalicoClient;
 use ippool_ipam::allocation;
 use ippool_ipam::names;
 use ippool_rules::cidr::Family;
 use ippool_rules::model::{BlockAffinity, Encapsulation, IpamBlock, IpamHandle};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Client, ResourceExt as _};
-
-/// Every object of a kind, read from storage.
-async fn stored<T: serde::de::DeserializeOwned>(client: &Client, kind: CalicoKind) -> Vec<T> {
-    let apis = ServedApis::new(Serving::Crds, None);
-    list_all(
-        client,
-        &apis.collection_path(kind),
-        &apis.resource_name(kind),
-    )
-    .await
-    .unwrap()
-}
 
 /// Calico's objects as the test control plane serves them: plain `crd.projectcalico.org/v1` CRDs.
 pub fn crds(client: &Client) -> CalicoClient {
@@ -77,13 +65,12 @@ pub struct Ipam {
 }
 
 impl Ipam {
-    /// Read from storage: a list from the API server's watch cache may trail what Calico's
-    /// components have just written.
     pub async fn read(client: &Client) -> Ipam {
+        let calico = crds(client);
         Ipam {
-            blocks: stored(client, CalicoKind::Block).await,
-            affinities: stored(client, CalicoKind::Affinity).await,
-            handles: stored(client, CalicoKind::Handle).await,
+            blocks: calico.list(CalicoKind::Block).await.unwrap(),
+            affinities: calico.list(CalicoKind::Affinity).await.unwrap(),
+            handles: calico.list(CalicoKind::Handle).await.unwrap(),
         }
     }
 

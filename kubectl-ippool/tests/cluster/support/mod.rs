@@ -11,7 +11,7 @@ use std::time::Duration;
 use harness::ControlPlane;
 use ipnet::IpNet;
 use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
-use ippool_cluster::client::{CalicoClient, list_all};
+use ippool_cluster::client::CalicoClient;
 use ippool_cluster::resources::CalicoResource as _;
 use ippool_ipam::allocation::{self, AffinityState};
 use ippool_ipam::names;
@@ -280,24 +280,19 @@ pub async fn create_pod(
         .expect("pod created")
 }
 
-/// The names of every object of a kind, sorted, read from storage: a list from the API server's
-/// watch cache may not hold what a test has just written.
+/// The names of every object of a kind, sorted.
 pub async fn names_of(client: &Client, kind: CalicoKind) -> Vec<String> {
     #[derive(serde::Deserialize)]
     struct Named {
         metadata: ObjectMeta,
     }
-    let apis = ServedApis::new(Serving::Crds, Some(PolicyVersion::V1));
-    let mut names: Vec<String> = list_all::<Named>(
-        client,
-        &apis.collection_path(kind),
-        &apis.resource_name(kind),
-    )
-    .await
-    .expect("list")
-    .into_iter()
-    .map(|o| o.metadata.name.unwrap_or_default())
-    .collect();
+    let mut names: Vec<String> = crds(client)
+        .list::<Named>(kind)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.metadata.name.unwrap_or_default())
+        .collect();
     names.sort();
     names
 }
