@@ -296,7 +296,7 @@ pub fn plan(inventory: &Inventory, intent: &Intent) -> Result<Plan, PlanError> {
     let mut findings = Vec::new();
     let mut blockers = Vec::new();
     let mut warnings = Vec::new();
-    pools::check(
+    pools::review(
         inventory,
         intent,
         old,
@@ -308,8 +308,8 @@ pub fn plan(inventory: &Inventory, intent: &Intent) -> Result<Plan, PlanError> {
 
     let grouped = moves::group(inventory, intent, old, &from, &to);
     blockers.extend(grouped.blockers);
-    pools::check_coverage(inventory, &target.pool, &grouped.moves, &mut blockers);
-    pools::check_capacity(&to, &grouped.moves, &grouped.tunnel_nodes, &mut blockers);
+    pools::coverage(inventory, &target.pool, &grouped.moves, &mut blockers);
+    pools::capacity(&to, &grouped.moves, &grouped.tunnel_nodes, &mut blockers);
     warnings.extend(grouped.warnings);
 
     let keep_old_pool = if intent.keep_old_pool {

@@ -102,7 +102,9 @@ fn is_operator_managed(pool: &IpPool) -> bool {
         == Some(OPERATOR_LABEL.1)
 }
 
-pub(super) fn check(
+/// NEW and OLD judged for the migration: the shared rules, their compatibility, NEW's fitness for
+/// OLD's pods, and the other pools Calico may pick instead.
+pub(super) fn review(
     inventory: &Inventory,
     intent: &Intent,
     old: &IpPool,
@@ -323,7 +325,7 @@ fn competing_pools(inventory: &Inventory, old: &IpPool, new: &IpPool, warnings: 
 
 /// Replacement pods must be able to get an address from NEW where they will run: the nodes and
 /// namespaces of the pods that move must be selected by NEW's selectors.
-pub(super) fn check_coverage(
+pub(super) fn coverage(
     inventory: &Inventory,
     new: &IpPool,
     moves: &[WorkloadMove],
@@ -404,7 +406,7 @@ pub(super) fn check_coverage(
 }
 
 /// NEW must have room for every pod that moves and every tunnel address that follows.
-pub(super) fn check_capacity(
+pub(super) fn capacity(
     to: &PoolSide,
     moves: &[WorkloadMove],
     tunnel_nodes: &[String],
