@@ -20,6 +20,8 @@ pub enum CalicoKind {
     Block,
     Affinity,
     Handle,
+    /// The IPAM configuration (the singleton `default`).
+    IpamConfig,
 }
 
 impl CalicoKind {
@@ -30,6 +32,7 @@ impl CalicoKind {
             CalicoKind::Block => "IPAM block",
             CalicoKind::Affinity => "block affinity",
             CalicoKind::Handle => "IPAM handle",
+            CalicoKind::IpamConfig => "IPAM configuration",
         }
     }
 }
@@ -153,6 +156,7 @@ impl ServedApis {
             CalicoKind::Block => resources::ipam_blocks(ipam),
             CalicoKind::Affinity => resources::block_affinities(ipam),
             CalicoKind::Handle => resources::ipam_handles(ipam),
+            CalicoKind::IpamConfig => resources::ipam_configs(ipam),
         }
     }
 

@@ -54,9 +54,13 @@ pub fn ipam_handles(group: ApiGroup) -> ApiResource {
     calico_resource_in(group, "IPAMHandle", "ipamhandles")
 }
 
-/// `ipamconfigs.crd.projectcalico.org` (cluster-scoped singleton `default`).
-pub fn ipam_configs() -> ApiResource {
-    resource(CRD_GROUP, "v1", "IPAMConfig", "ipamconfigs")
+/// The IPAM configuration (cluster-scoped singleton `default`): `ipamconfigs` in
+/// `crd.projectcalico.org/v1`, `ipamconfigurations` (kind `IPAMConfiguration`) in native v3 mode.
+pub fn ipam_configs(group: ApiGroup) -> ApiResource {
+    match group {
+        ApiGroup::CrdV1 => resource(CRD_GROUP, "v1", "IPAMConfig", "ipamconfigs"),
+        ApiGroup::V3 => resource(V3_GROUP, "v3", "IPAMConfiguration", "ipamconfigurations"),
+    }
 }
 
 /// A Calico object type from `ippool_rules::model`, all of them cluster-scoped.
@@ -142,7 +146,8 @@ mod tests {
         );
         assert_eq!(block_affinities(ApiGroup::CrdV1).plural, "blockaffinities");
         assert_eq!(ipam_handles(ApiGroup::CrdV1).kind, "IPAMHandle");
-        assert_eq!(ipam_configs().plural, "ipamconfigs");
+        assert_eq!(ipam_configs(ApiGroup::CrdV1).plural, "ipamconfigs");
+        assert_eq!(ipam_configs(ApiGroup::V3).kind, "IPAMConfiguration");
     }
 
     #[test]
@@ -172,7 +177,7 @@ mod tests {
             "spec": {"strictAffinity": true, "autoAllocateBlocks": true}
         }))
         .unwrap();
-        let config: IpamConfig = from_dynamic(&ipam_configs(), dynamic).unwrap();
+        let config: IpamConfig = from_dynamic(&ipam_configs(ApiGroup::CrdV1), dynamic).unwrap();
         assert_eq!(config.kind, "IPAMConfig");
         assert!(config.spec.strict_affinity);
     }

@@ -5,6 +5,7 @@
 
 pub mod advice;
 pub mod allocation;
+pub mod capacity;
 pub mod check;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;

@@ -5,6 +5,7 @@
 pub mod advise;
 pub mod apply;
 pub mod blocks;
+pub mod capacity;
 pub mod check;
 pub mod cluster_cidr;
 pub mod completion;
@@ -54,6 +55,8 @@ pub enum Command {
     Pods(pods::PodsArgs),
     /// Which pools Calico would give a pod's address from, and why each other pool is out.
     Explain(explain::ExplainArgs),
+    /// The room each pool has left, and what a growth would run out of first.
+    Capacity(capacity::CapacityArgs),
     /// A block size and pool size for a cluster of N nodes and P pods per node, with the trade-offs
     /// (no cluster needed).
     Advise(advise::AdviseArgs),
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Blocks(args) => blocks::run(&args, &cli.kube),
         Command::Pods(args) => pods::run(&args, &cli.kube),
         Command::Explain(args) => explain::run(&args, &cli.kube),
+        Command::Capacity(args) => capacity::run(&args, &cli.kube),
         Command::Advise(args) => advise::run(&args),
         Command::Create(args) => create::run(&args, &cli.kube),
         Command::Apply(args) => apply::run(&args, &cli.kube),

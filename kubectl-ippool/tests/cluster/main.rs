@@ -4,6 +4,7 @@
 mod support;
 
 mod calico_apiserver;
+mod capacity;
 mod check;
 mod conflicts;
 mod create_apply;

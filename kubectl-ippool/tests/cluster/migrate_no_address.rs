@@ -27,7 +27,7 @@ async fn a_pod_without_an_address_stops_the_run_by_name() {
         "spec": {"strictAffinity": true, "autoAllocateBlocks": true}
     }))
     .unwrap();
-    Api::<DynamicObject>::all_with(c.client.clone(), &ipam_configs())
+    Api::<DynamicObject>::all_with(c.client.clone(), &ipam_configs(ApiGroup::CrdV1))
         .create(&PostParams::default(), &config)
         .await
         .unwrap();
