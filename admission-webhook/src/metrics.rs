@@ -1,5 +1,7 @@
-//! Prometheus metrics: requests by operation and verdict, request latency, and the state of the
-//! watch-fed cluster view that verdicts depend on.
+//! Prometheus metrics: requests by operation and verdict, request latency, the state of the
+//! watch-fed cluster view that verdicts depend on, and the pools' room that calico-kube-controllers'
+//! own `ipam_*` metrics do not give (blocks still claimable, addresses stranded in affine blocks,
+//! blocks of the wrong size or outside every pool). No name repeats one of Calico's.
 
 use std::time::Duration;
 
@@ -9,6 +11,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    /// Named as in calico-kube-controllers' metrics, so that the two join on it.
+    ippool: String,
+}
+
+/// One pool's room, as the metrics carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolRoom {
+    pub pool: String,
+    pub blocks_claimable: i64,
+    pub addresses_stranded: i64,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -23,6 +39,10 @@ pub struct Metrics {
     view_synced: Gauge,
     view_pools: Gauge,
     view_blocks: Gauge,
+    pool_blocks_claimable: Family<PoolLabels, Gauge>,
+    pool_addresses_stranded: Family<PoolLabels, Gauge>,
+    blocks_size_mismatch: Gauge,
+    blocks_without_pool: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +91,30 @@ impl Metrics {
             "IPAM blocks in the watch-fed cluster view",
             view_blocks.clone(),
         );
+        let pool_blocks_claimable = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_blocks_claimable",
+            "Blocks a pool can still give nodes (its CIDR's blocks of blockSize not yet claimed)",
+            pool_blocks_claimable.clone(),
+        );
+        let pool_addresses_stranded = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_addresses_stranded",
+            "Free addresses in blocks affine to a node: only that node allocates from them",
+            pool_addresses_stranded.clone(),
+        );
+        let blocks_size_mismatch = Gauge::default();
+        registry.register(
+            "blocks_size_mismatch",
+            "IPAM blocks whose size is not their pool's blockSize",
+            blocks_size_mismatch.clone(),
+        );
+        let blocks_without_pool = Gauge::default();
+        registry.register(
+            "blocks_without_pool",
+            "IPAM blocks no pool covers",
+            blocks_without_pool.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -78,6 +122,10 @@ impl Metrics {
             view_synced,
             view_pools,
             view_blocks,
+            pool_blocks_claimable,
+            pool_addresses_stranded,
+            blocks_size_mismatch,
+            blocks_without_pool,
         }
     }
 
@@ -92,6 +140,25 @@ impl Metrics {
         self.view_synced.set(i64::from(synced));
         self.view_pools.set(pools as i64);
         self.view_blocks.set(blocks as i64);
+    }
+
+    /// The pools' room; pools no longer present leave the metrics.
+    pub fn set_room(&self, pools: &[PoolRoom], size_mismatch: usize, without_pool: usize) {
+        self.pool_blocks_claimable.clear();
+        self.pool_addresses_stranded.clear();
+        for room in pools {
+            let labels = PoolLabels {
+                ippool: room.pool.clone(),
+            };
+            self.pool_blocks_claimable
+                .get_or_create(&labels)
+                .set(room.blocks_claimable);
+            self.pool_addresses_stranded
+                .get_or_create(&labels)
+                .set(room.addresses_stranded);
+        }
+        self.blocks_size_mismatch.set(size_mismatch as i64);
+        self.blocks_without_pool.set(without_pool as i64);
     }
 
     /// The Prometheus text exposition.
@@ -124,5 +191,35 @@ mod tests {
         assert!(text.contains("ippool_webhook_cluster_view_synced 1"));
         assert!(text.contains("ippool_webhook_cluster_view_pools 3"));
         assert!(text.contains("ippool_webhook_cluster_view_blocks 12"));
+    }
+
+    #[test]
+    fn exposes_each_pools_room_and_forgets_gone_pools() {
+        let metrics = Metrics::new();
+        let room = |pool: &str, claimable| PoolRoom {
+            pool: pool.to_owned(),
+            blocks_claimable: claimable,
+            addresses_stranded: 7,
+        };
+        metrics.set_room(&[room("old", 2), room("new", 30)], 1, 0);
+        metrics.set_room(&[room("new", 29)], 0, 1);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"ippool_webhook_pool_blocks_claimable{ippool="new"} 29"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ippool_webhook_pool_addresses_stranded{ippool="new"} 7"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"ippool="old""#), "{text}");
+        assert!(
+            text.contains("ippool_webhook_blocks_size_mismatch 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ippool_webhook_blocks_without_pool 1"),
+            "{text}"
+        );
     }
 }

@@ -6,10 +6,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use ippool_cluster::view::ClusterView;
+use ippool_ipam::capacity::capacity;
+use ippool_ipam::snapshot::Snapshot;
+use ippool_ipam::usage::block_uses;
 use ippool_rules::context::ClusterContext;
 use k8s_openapi::api::authentication::v1::UserInfo;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolRoom};
 
 /// The service account Calico's API server writes `crd.projectcalico.org/v1` objects as, for
 /// every `projectcalico.org/v3` request it serves. Exempting it would exempt all v3 writes. Its
@@ -199,10 +202,32 @@ impl AppState {
         self.view.has_synced()
     }
 
-    /// Brings the cache gauges up to date (called when metrics are scraped).
+    /// Brings the cache gauges and the pools' room up to date (called when metrics are scraped).
     pub fn refresh_view_metrics(&self) {
         let (pools, blocks) = self.view.counts();
-        self.metrics.set_view(self.view.has_synced(), pools, blocks);
+        let synced = self.view.has_synced();
+        self.metrics.set_view(synced, pools, blocks);
+        if !synced {
+            return;
+        }
+        let context = self.view.context();
+        let snapshot = Snapshot {
+            pools: context.pools.clone().unwrap_or_default(),
+            blocks: context.blocks.clone().unwrap_or_default(),
+            ..Snapshot::default()
+        };
+        let room: Vec<PoolRoom> = capacity(&snapshot, 0, None)
+            .into_iter()
+            .map(|p| PoolRoom {
+                pool: p.pool,
+                blocks_claimable: i64::try_from(p.blocks_claimable).unwrap_or(i64::MAX),
+                addresses_stranded: i64::try_from(p.addresses_stranded).unwrap_or(i64::MAX),
+            })
+            .collect();
+        let uses = block_uses(&snapshot);
+        let mismatch = uses.iter().filter(|u| u.size_mismatch()).count();
+        let without_pool = uses.iter().filter(|u| u.pool.is_none()).count();
+        self.metrics.set_room(&room, mismatch, without_pool);
     }
 }
 

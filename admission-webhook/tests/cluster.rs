@@ -465,3 +465,138 @@ async fn the_deploy_manifests_pass_a_server_side_dry_run() {
     );
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
 }
+
+/// A plain-HTTP GET of `path` on 127.0.0.1:`port`: the body, or `None` when nothing answers yet.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+/// The value of the sample `name{labels}` (labels as written, e.g. `ippool="a"`) in an exposition.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let rest = rest.strip_prefix('{')?;
+        let (got, value) = rest.split_once("} ")?;
+        let mut got: Vec<&str> = got.split(',').collect();
+        got.retain(|l| !l.is_empty());
+        let wanted: Vec<&str> = labels.split(',').collect();
+        wanted
+            .iter()
+            .all(|w| got.contains(w))
+            .then(|| value.trim().parse().ok())?
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_metrics_agree_with_capacity_and_calicos_own() {
+    let cp = ControlPlane::start().unwrap();
+    let kubectl = Kubectl {
+        kubeconfig: cp.kubeconfig().to_owned(),
+    };
+    assert_allowed(&kubectl.apply(&v1_pool("small", "10.1.0.0/24", "")));
+    let sim = Sim::start(&cp, SimOptions::default()).unwrap();
+    let client = cp.client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let web: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}}}
+    }))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    wait_for_pods_in(&pods, 3, "10.1.0.").await;
+    // Calico's tunnel allocator takes each node's address too: wait for it, so the counts hold still.
+    let small: IpNet = "10.1.0.0/24".parse().unwrap();
+    wait_tunnel_addresses(
+        &client,
+        &sim.options().node_names(),
+        IPIP_TUNNEL_ANNOTATION,
+        "tunnel addresses in the pool",
+        |a| a.is_some_and(|a| small.contains(&a)),
+    )
+    .await;
+
+    let metrics_port = free_port();
+    let _webhook = start_webhook(
+        &cp,
+        &[&format!("--metrics-listen=127.0.0.1:{metrics_port}")],
+    );
+    let capacity = Command::new(workspace_bin("kubectl-ippool"))
+        .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+        .args(["capacity", "small", "-o", "json"])
+        .output()
+        .unwrap();
+    assert!(capacity.status.success(), "{capacity:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&capacity.stdout).unwrap();
+    let pool = &doc["items"][0];
+    let ours = http_get(metrics_port, "/metrics").expect("the webhook serves /metrics");
+    let number = |v: &serde_json::Value| v.as_f64().unwrap();
+    assert_eq!(
+        sample(
+            &ours,
+            "ippool_webhook_pool_blocks_claimable",
+            r#"ippool="small""#
+        ),
+        Some(number(&pool["blocksClaimable"])),
+        "{ours}"
+    );
+    assert_eq!(
+        sample(
+            &ours,
+            "ippool_webhook_pool_addresses_stranded",
+            r#"ippool="small""#
+        ),
+        Some(number(&pool["addressesStranded"])),
+        "{ours}"
+    );
+    assert!(
+        ours.contains("ippool_webhook_blocks_without_pool 0"),
+        "{ours}"
+    );
+
+    // calico-kube-controllers' own metrics give the pool's size and the addresses in use; its IPAM
+    // controller publishes them after a sync of its own, so they are read until they agree.
+    let port: u16 = read(&cp.dir().join("kube-controllers-metrics-port"))
+        .trim()
+        .parse()
+        .unwrap();
+    let in_use = number(&pool["addressesInUse"]);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let theirs = http_get(port, "/metrics").unwrap_or_default();
+        let size = sample(&theirs, "ipam_ippool_size", r#"ippool="small""#);
+        let used: f64 = theirs
+            .lines()
+            .filter(|l| {
+                l.starts_with("ipam_allocations_in_use{") && l.contains(r#"ippool="small""#)
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum();
+        if size == Some(number(&pool["addressesTotal"])) && used == in_use {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calico-kube-controllers' metrics never agreed with capacity (size {size:?}, in use \
+             {used}, capacity {pool}):\n{theirs}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cp.judge_ipam(&Expected::clean());
+}
