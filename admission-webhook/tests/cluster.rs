@@ -239,6 +239,21 @@ fn pool_resource(group: &str, version: &str) -> ApiResource {
     }
 }
 
+/// A Deployment `web` of `replicas` pods in `default`.
+async fn create_web(client: &kube::Client, replicas: i32) {
+    let web: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &web)
+        .await
+        .unwrap();
+}
+
 fn addresses_in(pods: &[Pod], prefix: &str) -> usize {
     pods.iter()
         .filter(|p| {
@@ -317,18 +332,7 @@ async fn the_api_server_refuses_unsafe_pool_changes_and_allows_the_migration_ord
     // Pods take addresses in the old pool.
     let sim = Sim::start(&cp, SimOptions::default()).unwrap();
     let client = cp.client().await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let web: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}}}
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &web)
-        .await
-        .unwrap();
+    create_web(&client, 4).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     wait_for_pods_in(&pods, 4, "10.1.").await;
 
@@ -507,18 +511,7 @@ async fn pool_metrics_agree_with_capacity_and_calicos_own() {
     assert_allowed(&kubectl.apply(&v1_pool("small", "10.1.0.0/24", "")));
     let sim = Sim::start(&cp, SimOptions::default()).unwrap();
     let client = cp.client().await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let web: Deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}}}
-    }))
-    .unwrap();
-    deployments
-        .create(&PostParams::default(), &web)
-        .await
-        .unwrap();
+    create_web(&client, 3).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     wait_for_pods_in(&pods, 3, "10.1.0.").await;
     // Calico's tunnel allocator takes each node's address too: wait for it, so the counts hold still.
