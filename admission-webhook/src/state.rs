@@ -216,7 +216,8 @@ impl AppState {
             blocks: context.blocks.clone().unwrap_or_default(),
             ..Snapshot::default()
         };
-        let room: Vec<PoolRoom> = capacity(&snapshot, 0, None)
+        // The view holds no pods: it counts no leaks (calico-kube-controllers exports its GC candidates).
+        let room: Vec<PoolRoom> = capacity(&snapshot, &[], 0, None)
             .into_iter()
             .map(|p| PoolRoom {
                 pool: p.pool,

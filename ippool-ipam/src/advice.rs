@@ -140,8 +140,7 @@ fn candidate(shape: &Shape, per_node: u64, block_size: u8) -> Candidate {
         usable_per_block,
         blocks_per_node,
         routes: blocks_per_node.saturating_mul(shape.nodes),
-        stranded_per_node: blocks_per_node * usable_per_block
-            - per_node.min(blocks_per_node * usable_per_block),
+        stranded_per_node: (blocks_per_node * usable_per_block).saturating_sub(per_node),
         pool_prefix,
         unusable,
     }

@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use ippool_rules::cidr;
+use ippool_rules::cidr::{self, Family};
+use ippool_rules::model::IpamBlock;
 use serde::Serialize;
 
 use crate::advice::{Shape, advise};
-use crate::check::leaked_allocations;
+use crate::check::LeakedAllocation;
 use crate::index::{PoolIndex, host_of_affinity};
 use crate::snapshot::Snapshot;
 
@@ -71,15 +72,23 @@ pub struct PoolCapacity {
     pub projection: Option<Projection>,
 }
 
-/// The room of every pool (or of `only`), with `max_blocks_per_host` (0: no limit) and an optional
-/// growth to project.
+/// The room of every pool, with `max_blocks_per_host` (0: no limit), the `leaked` allocations to
+/// count per pool (as [`crate::check::leaked_allocations`] finds them; none when pods were not
+/// read), and an optional growth to project.
 pub fn capacity(
     snapshot: &Snapshot,
+    leaked: &[LeakedAllocation],
     max_blocks_per_host: u64,
     growth: Option<Growth>,
 ) -> Vec<PoolCapacity> {
+    // Each block to its pool, in one pass.
     let index = PoolIndex::new(&snapshot.pools);
-    let leaked = leaked_allocations(snapshot);
+    let mut blocks_of: BTreeMap<&str, Vec<&IpamBlock>> = BTreeMap::new();
+    for block in &snapshot.blocks {
+        if let Some(pool) = block.cidr().and_then(|net| index.pool_of_block(&net)) {
+            blocks_of.entry(pool.name()).or_default().push(block);
+        }
+    }
     let mut out = Vec::new();
     for pool in &snapshot.pools {
         let spec = pool.spec.defaulted();
@@ -94,13 +103,7 @@ pub fn capacity(
             .map_or(0, |b| 1u128 << u32::from(b - net.prefix_len()));
         let mut nodes: BTreeMap<String, NodeShare> = BTreeMap::new();
         let (mut in_use, mut claimed, mut stranded) = (0u128, 0u128, 0u128);
-        for block in &snapshot.blocks {
-            let Some(block_net) = block.cidr() else {
-                continue;
-            };
-            if index.pool_of_block(&block_net).map(|p| p.name()) != Some(pool.name()) {
-                continue;
-            }
+        for block in blocks_of.remove(pool.name()).unwrap_or_default() {
             let used = block.allocated_count() as u64;
             let free = block.spec.unallocated.len() as u64;
             in_use += u128::from(used);
@@ -124,17 +127,15 @@ pub fn capacity(
             share.at_block_limit = max_blocks_per_host > 0 && share.blocks >= max_blocks_per_host;
         }
         let blocks_claimable = blocks_total.saturating_sub(claimed);
-        let projection = growth.and_then(|g| {
-            project(
-                pool.name(),
-                block_size?,
-                &nodes,
-                blocks_claimable,
-                max_blocks_per_host,
-                g,
-                snapshot,
-            )
-        });
+        let place = Place {
+            pool: pool.name(),
+            family: Family::of(&net),
+            nodes: &nodes,
+            cluster_nodes: snapshot.nodes.len() as u64,
+            claimable: blocks_claimable,
+            max_blocks_per_host,
+        };
+        let projection = growth.and_then(|g| project(&place, block_size?, g));
         out.push(PoolCapacity {
             pool: pool.name().to_owned(),
             cidr: net.to_string(),
@@ -158,21 +159,28 @@ pub fn capacity(
     out
 }
 
-/// What `growth` needs of a pool with `nodes` as they are, and the fix when it does not fit.
-fn project(
-    pool: &str,
-    block_size: u8,
-    nodes: &[NodeShare],
+/// A pool as a projection sees it.
+struct Place<'a> {
+    pool: &'a str,
+    family: Family,
+    /// The nodes holding blocks of the pool.
+    nodes: &'a [NodeShare],
+    /// Every node of the cluster.
+    cluster_nodes: u64,
     claimable: u128,
     max_blocks_per_host: u64,
-    growth: Growth,
-    snapshot: &Snapshot,
-) -> Option<Projection> {
-    let family = snapshot
-        .pool(pool)?
-        .spec
-        .cidr_net()
-        .map(|n| cidr::Family::of(&n))?;
+}
+
+/// What `growth` needs of a pool with its nodes as they are, and the fix when it does not fit.
+fn project(place: &Place<'_>, block_size: u8, growth: Growth) -> Option<Projection> {
+    let Place {
+        pool,
+        family,
+        nodes,
+        cluster_nodes,
+        claimable,
+        max_blocks_per_host,
+    } = *place;
     let block_addresses = 1u64.checked_shl(u32::from(family.bits() - block_size))?;
     let per_node = growth.pods_per_node + 1;
     let blocks_per_full_node = per_node.div_ceil(block_addresses).max(1);
@@ -181,7 +189,7 @@ fn project(
         .map(|n| u128::from(blocks_per_full_node.saturating_sub(n.blocks)))
         .sum();
     let blocks_needed = growing + u128::from(growth.new_nodes) * u128::from(blocks_per_full_node);
-    let all_nodes = snapshot.nodes.len() as u64 + growth.new_nodes;
+    let all_nodes = cluster_nodes + growth.new_nodes;
     let advice = advise(&Shape {
         family,
         nodes: all_nodes.max(1),
@@ -230,7 +238,20 @@ fn project(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::leaked_allocations;
     use crate::fixtures::*;
+
+    fn of(snapshot: &Snapshot, max_blocks_per_host: u64, growth: Option<Growth>) -> PoolCapacity {
+        let [c] = capacity(
+            snapshot,
+            &leaked_allocations(snapshot),
+            max_blocks_per_host,
+            growth,
+        )
+        .try_into()
+        .unwrap();
+        c
+    }
 
     /// A /24 pool of /26 blocks (4 blocks): two claimed by sim-1 (3 and 1 addresses in use), one
     /// by sim-2 (one leaked address, its pod gone).
@@ -275,7 +296,7 @@ mod tests {
 
     #[test]
     fn room_is_counted_in_addresses_blocks_and_per_node() {
-        let [c] = capacity(&snapshot(), 2, None).try_into().unwrap();
+        let c = of(&snapshot(), 2, None);
         assert_eq!(
             (c.addresses_total, c.addresses_in_use, c.addresses_free),
             (256, 5, 251)
@@ -301,7 +322,7 @@ mod tests {
             new_nodes: 0,
             pods_per_node: 60,
         };
-        let [c] = capacity(&snapshot(), 0, Some(fits)).try_into().unwrap();
+        let c = of(&snapshot(), 0, Some(fits));
         let p = c.projection.unwrap();
         // sim-2 needs nothing more, sim-1 neither: 61 addresses fit one /26 block each.
         assert_eq!((p.blocks_per_full_node, p.blocks_needed), (1, 0));
@@ -311,7 +332,7 @@ mod tests {
             new_nodes: 2,
             pods_per_node: 110,
         };
-        let [c] = capacity(&snapshot(), 0, Some(more)).try_into().unwrap();
+        let c = of(&snapshot(), 0, Some(more));
         let p = c.projection.unwrap();
         // 111 addresses: 2 blocks a node; sim-2 needs one more, two new nodes four.
         assert_eq!((p.blocks_per_full_node, p.blocks_needed), (2, 5));
@@ -328,7 +349,7 @@ mod tests {
                 .starts_with("kubectl ippool migrate --from small")
         );
 
-        let [c] = capacity(&snapshot(), 1, Some(more)).try_into().unwrap();
+        let c = of(&snapshot(), 1, Some(more));
         let p = c.projection.unwrap();
         assert!(
             p.runs_out

@@ -9,6 +9,7 @@ use anyhow::bail;
 use clap::Args;
 use ippool_cluster::api::CalicoKind;
 use ippool_ipam::capacity::{Growth, PoolCapacity, capacity};
+use ippool_ipam::check::leaked_allocations;
 use ippool_ipam::snapshot::Parts;
 use ippool_rules::model::IpamConfig;
 use serde::Serialize;
@@ -63,7 +64,8 @@ pub fn run(args: &CapacityArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             new_nodes: args.new_nodes.unwrap_or(0),
             pods_per_node: args.pods_per_node.unwrap_or(110),
         });
-        let mut pools = capacity(&snapshot, max_blocks_per_host, growth);
+        let leaked = leaked_allocations(&snapshot);
+        let mut pools = capacity(&snapshot, &leaked, max_blocks_per_host, growth);
         if let Some(name) = &args.pool {
             pools.retain(|p| &p.pool == name);
             if pools.is_empty() {
