@@ -78,6 +78,8 @@ async fn a_pod_without_an_address_stops_the_run_by_name() {
         pools.get("default-ipv4-ippool").await.unwrap().data["spec"]["disabled"],
         false
     );
-    // Stopped and aborted, not broken: replacements without an address hold no allocation.
+    // Stopped and aborted, not broken: with the old pool enabled again the rollout finishes
+    // there, and the replacements that had no address left no allocation behind.
+    wait_pods(&c.client, &[("web", 6)]).await;
     c.cp.judge_ipam(&Expected::clean());
 }
