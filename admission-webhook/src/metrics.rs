@@ -1,7 +1,8 @@
 //! Prometheus metrics: requests by operation and verdict, request latency, the state of the
 //! watch-fed cluster view that verdicts depend on, and the pools' room that calico-kube-controllers'
 //! own `ipam_*` metrics do not give (blocks still claimable, addresses stranded in affine blocks,
-//! blocks of the wrong size or outside every pool). No name repeats one of Calico's.
+//! nodes at IPAMConfig's maxBlocksPerHost, blocks of the wrong size or outside every pool). No name
+//! repeats one of Calico's.
 
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct PoolRoom {
     pub pool: String,
     pub blocks_claimable: i64,
     pub addresses_stranded: i64,
+    /// Nodes holding `maxBlocksPerHost` blocks of the pool (0 when IPAMConfig sets no limit).
+    pub nodes_at_block_limit: i64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +44,7 @@ pub struct Metrics {
     view_blocks: Gauge,
     pool_blocks_claimable: Family<PoolLabels, Gauge>,
     pool_addresses_stranded: Family<PoolLabels, Gauge>,
+    pool_nodes_at_block_limit: Family<PoolLabels, Gauge>,
     blocks_size_mismatch: Gauge,
     blocks_without_pool: Gauge,
 }
@@ -103,6 +107,12 @@ impl Metrics {
             "Free addresses in blocks affine to a node: only that node allocates from them",
             pool_addresses_stranded.clone(),
         );
+        let pool_nodes_at_block_limit = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "pool_nodes_at_block_limit",
+            "Nodes holding IPAMConfig's maxBlocksPerHost blocks of a pool: they can claim no more",
+            pool_nodes_at_block_limit.clone(),
+        );
         let blocks_size_mismatch = Gauge::default();
         registry.register(
             "blocks_size_mismatch",
@@ -124,6 +134,7 @@ impl Metrics {
             view_blocks,
             pool_blocks_claimable,
             pool_addresses_stranded,
+            pool_nodes_at_block_limit,
             blocks_size_mismatch,
             blocks_without_pool,
         }
@@ -146,6 +157,7 @@ impl Metrics {
     pub fn set_room(&self, pools: &[PoolRoom], size_mismatch: usize, without_pool: usize) {
         self.pool_blocks_claimable.clear();
         self.pool_addresses_stranded.clear();
+        self.pool_nodes_at_block_limit.clear();
         for room in pools {
             let labels = PoolLabels {
                 ippool: room.pool.clone(),
@@ -156,6 +168,9 @@ impl Metrics {
             self.pool_addresses_stranded
                 .get_or_create(&labels)
                 .set(room.addresses_stranded);
+            self.pool_nodes_at_block_limit
+                .get_or_create(&labels)
+                .set(room.nodes_at_block_limit);
         }
         self.blocks_size_mismatch.set(size_mismatch as i64);
         self.blocks_without_pool.set(without_pool as i64);
@@ -200,6 +215,7 @@ mod tests {
             pool: pool.to_owned(),
             blocks_claimable: claimable,
             addresses_stranded: 7,
+            nodes_at_block_limit: 2,
         };
         metrics.set_room(&[room("old", 2), room("new", 30)], 1, 0);
         metrics.set_room(&[room("new", 29)], 0, 1);
@@ -210,6 +226,10 @@ mod tests {
         );
         assert!(
             text.contains(r#"ippool_webhook_pool_addresses_stranded{ippool="new"} 7"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ippool_webhook_pool_nodes_at_block_limit{ippool="new"} 2"#),
             "{text}"
         );
         assert!(!text.contains(r#"ippool="old""#), "{text}");

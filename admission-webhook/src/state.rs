@@ -28,6 +28,8 @@ pub trait ContextSource: Send + Sync {
     fn context(&self) -> Arc<ClusterContext>;
     /// Pools and blocks held, for metrics.
     fn counts(&self) -> (usize, usize);
+    /// IPAMConfig's maxBlocksPerHost (0: no limit), for metrics.
+    fn max_blocks_per_host(&self) -> u64;
 }
 
 impl ContextSource for ClusterView {
@@ -39,6 +41,9 @@ impl ContextSource for ClusterView {
     }
     fn counts(&self) -> (usize, usize) {
         ClusterView::counts(self)
+    }
+    fn max_blocks_per_host(&self) -> u64 {
+        ClusterView::max_blocks_per_host(self)
     }
 }
 
@@ -81,6 +86,9 @@ impl ContextSource for FixedContext {
             self.context.pools.as_ref().map_or(0, Vec::len),
             self.context.blocks.as_ref().map_or(0, Vec::len),
         )
+    }
+    fn max_blocks_per_host(&self) -> u64 {
+        0
     }
 }
 
@@ -217,9 +225,11 @@ impl AppState {
             ..Snapshot::default()
         };
         // The view holds no pods: it counts no leaks (calico-kube-controllers exports its GC candidates).
-        let room: Vec<PoolRoom> = capacity(&snapshot, &[], 0, None)
+        let limit = self.view.max_blocks_per_host();
+        let room: Vec<PoolRoom> = capacity(&snapshot, &[], limit, None)
             .into_iter()
             .map(|p| PoolRoom {
+                nodes_at_block_limit: p.nodes.iter().filter(|n| n.at_block_limit).count() as i64,
                 pool: p.pool,
                 blocks_claimable: i64::try_from(p.blocks_claimable).unwrap_or(i64::MAX),
                 addresses_stranded: i64::try_from(p.addresses_stranded).unwrap_or(i64::MAX),

@@ -68,7 +68,7 @@ fn the_alerts_pass_promtools_checks_and_unit_tests() {
     )
     .unwrap();
     let checked = run(dir.path(), &["check", "rules", "ippool-alerts.rules.yaml"]);
-    assert!(checked.contains("SUCCESS: 4 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 5 rules found"), "{checked}");
     run(dir.path(), &["test", "rules", "ippool-alerts.test.yaml"]);
 }
 
@@ -80,6 +80,7 @@ fn alerts_and_dashboard_read_only_metrics_that_exist() {
         pool: "p".to_owned(),
         blocks_claimable: 1,
         addresses_stranded: 1,
+        nodes_at_block_limit: 0,
     };
     metrics.set_room(&[room], 0, 0);
     let ours = metrics.encode();

@@ -525,6 +525,26 @@ async fn pool_metrics_agree_with_capacity_and_calicos_own() {
     )
     .await;
 
+    // Every node holds its one block of the pool: at a limit of one, each is at its limit.
+    // (Calico's IPAM wrote IPAMConfig "default" when it first allocated: apply over it.)
+    let config = json!({
+        "apiVersion": "crd.projectcalico.org/v1", "kind": "IPAMConfig",
+        "metadata": {"name": "default"},
+        "spec": {"strictAffinity": false, "autoAllocateBlocks": true, "maxBlocksPerHost": 1}
+    });
+    let ipam_configs = ApiResource::from_gvk_with_plural(
+        &kube::core::GroupVersionKind::gvk("crd.projectcalico.org", "v1", "IPAMConfig"),
+        "ipamconfigs",
+    );
+    Api::<DynamicObject>::all_with(client.clone(), &ipam_configs)
+        .patch(
+            "default",
+            &kube::api::PatchParams::apply("test").force(),
+            &kube::api::Patch::Apply(&config),
+        )
+        .await
+        .unwrap();
+
     let metrics_port = free_port();
     let _webhook = start_webhook(
         &cp,
@@ -562,6 +582,31 @@ async fn pool_metrics_agree_with_capacity_and_calicos_own() {
         ours.contains("ippool_webhook_blocks_without_pool 0"),
         "{ours}"
     );
+    let at_limit = pool["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["atBlockLimit"] == true)
+        .count();
+    assert_eq!(at_limit, sim.options().node_names().len(), "{pool}");
+    // The IPAMConfig watch is not part of the view's sync: read until its limit shows.
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let ours = http_get(metrics_port, "/metrics").unwrap_or_default();
+        let shown = sample(
+            &ours,
+            "ippool_webhook_pool_nodes_at_block_limit",
+            r#"ippool="small""#,
+        );
+        if shown == Some(at_limit as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook never counted {at_limit} nodes at the block limit:\n{ours}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // calico-kube-controllers' own metrics give the pool's size and the addresses in use; its IPAM
     // controller publishes them after a sync of its own, so they are read until they agree.

@@ -5,7 +5,9 @@
 
 use std::fmt::Debug;
 
-use ippool_rules::model::{ApiGroup, BlockAffinity, IpPool, IpamBlock, IpamHandle, ObjectMeta};
+use ippool_rules::model::{
+    ApiGroup, BlockAffinity, IpPool, IpamBlock, IpamConfig, IpamHandle, ObjectMeta,
+};
 use kube::core::{ApiResource, DynamicObject};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -92,6 +94,7 @@ calico_resource!(IpPool);
 calico_resource!(IpamBlock);
 calico_resource!(BlockAffinity);
 calico_resource!(IpamHandle);
+calico_resource!(IpamConfig);
 
 /// Converts a `DynamicObject` read from `resource` into a model type. A missing apiVersion/kind
 /// (list items may omit them) is filled in from the resource.

@@ -1,5 +1,5 @@
 //! A watch-fed view of the cluster's IP pools and IPAM blocks, read as an
-//! `ippool_rules::context::ClusterContext` snapshot.
+//! `ippool_rules::context::ClusterContext` snapshot, and of IPAMConfig's block limit.
 //!
 //! What is watched follows how Calico is served ([`Serving`]): pools and blocks in
 //! `crd.projectcalico.org/v1` with the plain CRDs; with Calico's API server, pools in
@@ -17,7 +17,7 @@ use futures::{Stream, StreamExt as _};
 use ipnet::IpNet;
 use ippool_ipam::names::container_id_of_pod_handle;
 use ippool_rules::context::{ClusterCidrs, ClusterContext};
-use ippool_rules::model::{ApiGroup, IpPool, IpamBlock};
+use ippool_rules::model::{ApiGroup, IpPool, IpamBlock, IpamConfig};
 use kube::Client;
 use kube::runtime::watcher;
 use tokio::sync::watch;
@@ -93,6 +93,9 @@ struct Stores {
     watch_v1: bool,
     watch_v3: bool,
     blocks: Store<IpamBlock>,
+    /// Not part of being synced: the rules do not need it, and a webhook without the permission to
+    /// read it still admits (its block-limit metric stays at zero).
+    ipam_configs: Store<IpamConfig>,
     /// Rebuilt on the first read after a change.
     snapshot: Option<Arc<ClusterContext>>,
 }
@@ -105,6 +108,7 @@ impl Stores {
             watch_v1: serving != Serving::NativeV3,
             watch_v3: serving != Serving::Crds,
             blocks: Store::new(),
+            ipam_configs: Store::new(),
             snapshot: None,
         }
     }
@@ -240,6 +244,9 @@ impl ClusterView {
         tasks.push(spawn_watch(&shared, &calico, CalicoKind::Block, |s| {
             &mut s.blocks
         }));
+        tasks.push(spawn_watch(&shared, &calico, CalicoKind::IpamConfig, |s| {
+            &mut s.ipam_configs
+        }));
         ClusterView {
             shared,
             pool_groups,
@@ -274,6 +281,18 @@ impl ClusterView {
         let snapshot = Arc::new(stores.build(&self.shared.statics));
         stores.snapshot = Some(Arc::clone(&snapshot));
         snapshot
+    }
+
+    /// IPAMConfig's `maxBlocksPerHost` (0: no limit, or not seen).
+    pub fn max_blocks_per_host(&self) -> u64 {
+        let stores = self.shared.lock();
+        stores
+            .ipam_configs
+            .items
+            .get("default")
+            .and_then(|c| c.spec.max_blocks_per_host)
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0)
     }
 
     /// Pools (merged across groups) and blocks currently in the view.

@@ -1,5 +1,6 @@
 //! The kubectl-ippool plugin: one file per subcommand under `cmd/`.
 
+pub mod capacity_page;
 pub mod cmd;
 pub mod kube_opts;
 pub mod live;

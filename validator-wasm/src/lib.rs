@@ -5,8 +5,10 @@
 //! `JSON.stringify(validate(...))` equals the CLI's output byte for byte. Every failure is a thrown
 //! JavaScript `Error`; nothing here panics, because a panic in wasm32 aborts the whole module.
 
+mod address_map;
 mod options;
 
+pub use address_map::address_map_svg;
 pub use options::{
     DEFAULT_SOURCE_NAME, OperationName, OptionsError, ValidateOptions, validate_text,
 };
@@ -106,16 +108,21 @@ pub fn validate_json(
     #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
     options: Option<JsOptions>,
 ) -> Result<String, JsValue> {
-    let Some(text) = text.as_string() else {
-        return Err(type_error(&format!(
-            "validate(text, options): text must be a string holding the manifest's YAML or JSON, got {}",
-            js_type(&text)
-        )));
-    };
-    let options = options_from_js(options.as_ref().map(|o| o.as_ref()))?;
+    let (text, options) = arguments("validate", &text, options.as_ref())?;
     validate_text(&text, &options)
         .map(|report| report.to_json())
         .map_err(|err| options_error(&err))
+}
+
+/// The address-space map of the pools in `text` among those of `options.against` (an SVG
+/// element as text): the same map `kubectl ippool capacity -o html` draws.
+#[wasm_bindgen(js_name = addressMap)]
+pub fn address_map(
+    #[wasm_bindgen(unchecked_param_type = "string")] text: JsValue,
+    options: Option<JsOptions>,
+) -> Result<String, JsValue> {
+    let (text, options) = arguments("addressMap", &text, options.as_ref())?;
+    address_map_svg(&text, &options).map_err(|err| options_error(&err))
 }
 
 /// The validator's version (the workspace version of the rules it was built from).
@@ -155,20 +162,36 @@ pub fn rules_json() -> String {
     serde_json::to_string(&entries).unwrap_or_default()
 }
 
-fn options_from_js(options: Option<&JsValue>) -> Result<ValidateOptions, JsValue> {
+/// The `(text, options)` every entry point takes, checked and read; errors name `function`.
+fn arguments(
+    function: &str,
+    text: &JsValue,
+    options: Option<&JsOptions>,
+) -> Result<(String, ValidateOptions), JsValue> {
+    let Some(text) = text.as_string() else {
+        return Err(type_error(&format!(
+            "{function}(text, options): text must be a string holding the manifest's YAML or JSON, got {}",
+            js_type(text)
+        )));
+    };
+    let options = options_from_js(function, options.map(|o| o.as_ref()))?;
+    Ok((text, options))
+}
+
+fn options_from_js(function: &str, options: Option<&JsValue>) -> Result<ValidateOptions, JsValue> {
     let Some(options) = options.filter(|o| !o.is_undefined() && !o.is_null()) else {
         return Ok(ValidateOptions::default());
     };
     if !options.is_object() || js_sys::Array::is_array(options) {
         return Err(type_error(&format!(
-            "validate(text, options): options must be an object such as {{ clusterCidrs: [\"10.0.0.0/8\"] }}, got {}",
+            "{function}(text, options): options must be an object such as {{ clusterCidrs: [\"10.0.0.0/8\"] }}, got {}",
             js_type(options)
         )));
     }
     let json = js_sys::JSON::stringify(options)
         .map_err(|err| {
             type_error(&format!(
-                "validate(text, options): options cannot be read as JSON ({})",
+                "{function}(text, options): options cannot be read as JSON ({})",
                 error_message(&err)
             ))
         })?

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { codesOf, corpus, loadValidator, spanText, wasmOptions } from './helpers.mjs';
 
 const wasm = loadValidator();
-const { validate, validateJson, rules, version } = wasm;
+const { addressMap, validate, validateJson, rules, version } = wasm;
 
 const POOL = (name, spec) =>
   `apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: ${name}\nspec:\n${spec}`;
@@ -170,6 +170,9 @@ test('refused options throw an Error naming the option and the fix', () => {
   const cyclic = {};
   cyclic.self = cyclic;
   assert.throws(() => validate(text, cyclic), { name: 'TypeError', message: /cannot be read as JSON/ });
+  assert.throws(() => addressMap(42), { name: 'TypeError', message: /^addressMap\(text, options\): text must be a string/ });
+  assert.throws(() => addressMap(text, { clusterCidrs: ['10.0.0.1/8'] }), /clusterCidrs\[0\]/);
+  assert.match(addressMap(text), /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg" class="address-map"/);
   // undefined and null mean no options.
   assert.equal(validate(text, undefined).documents.length, 1);
   assert.equal(validate(text, null).documents.length, 1);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { serveStatic } from '../scripts/serve.mjs';
 import { launchChromium } from './browser.mjs';
 import { artifacts, crate, loadValidator } from './helpers.mjs';
+import { EXAMPLE_POOLS } from '../www/src/examples.js';
 
 const www = join(crate, 'www');
 const INVALID = [
@@ -113,4 +114,74 @@ test('the rules page lists every rule with an anchor and its RULES.md text', asy
   const undocumented = rows.filter((r) => !r.what).map((r) => r.id);
   assert.deepEqual(undocumented, [], 'codes without a row in ippool-rules/RULES.md');
   assert.match(rows.find((r) => r.id === 'IPP022').what, /blockSize.*20.*32/);
+});
+
+const AGAINST = [
+  'apiVersion: crd.projectcalico.org/v1',
+  'kind: IPPool',
+  'metadata: {name: default-ipv4-ippool}',
+  'spec: {cidr: 192.168.0.0/16, blockSize: 26}',
+  '---',
+  'apiVersion: crd.projectcalico.org/v1',
+  'kind: IPAMBlock',
+  'metadata: {name: 192-168-4-0-26}',
+  'spec: {cidr: 192.168.4.0/26, affinity: "host:node-a", allocations: [0, null], unallocated: [1], attributes: [{handle_id: h}]}',
+  '---',
+  'apiVersion: crd.projectcalico.org/v1',
+  'kind: IPAMBlock',
+  'metadata: {name: 172-16-0-0-26}',
+  'spec: {cidr: 172.16.0.0/26, affinity: "host:node-b", allocations: [], unallocated: [], attributes: []}',
+  '',
+].join('\n');
+
+test('the playground maps the pools among the pasted ones and folds what was not checked', async (t) => {
+  const server = await serveStatic(www);
+  const browser = await launchChromium();
+  t.after(async () => {
+    await browser.close();
+    await server.close();
+  });
+  const page = await browser.context.newPage();
+  const pageErrors = [];
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  await page.goto(server.url);
+  await page.waitForSelector('body[data-state="ready"]');
+  await page.waitForSelector('#diagnostics li');
+
+  // Without context every skipped rule is one folded line, after the findings.
+  const skipped = await loadValidator()
+    .validate(EXAMPLE_POOLS, { name: 'playground.yaml' })
+    .documents.flatMap((d) => d.diagnostics)
+    .filter((d) => d.code === 'IPP005').length;
+  assert.ok(skipped > 1, 'the example leaves several rules unchecked');
+  assert.equal(await page.locator('#diagnostics > li[data-code="IPP005"]').count(), 1);
+  assert.match(await page.textContent('#diagnostics li.skipped summary'), new RegExp(`^${skipped} check\\(s\\) not run`));
+  assert.equal(await page.locator('#diagnostics li.skipped details li').count(), skipped);
+  assert.equal(await page.locator('#diagnostics > li').last().getAttribute('data-code'), 'IPP005');
+
+  // The example's two pools are proposed; nothing else is known yet.
+  await page.waitForSelector('#address-map svg.address-map');
+  const pools = () => page.locator('#address-map g.pool').evaluateAll((gs) => gs.map((g) => [g.dataset.pool, g.classList.contains('proposed')]));
+  assert.deepEqual(await pools(), [['default-ipv4-ippool', true], ['new-pool', true]]);
+
+  // Pasted pools and blocks: the editor's pool of the same name stands for the pasted one, its
+  // block is drawn by node and use, and the block outside every pool is marked.
+  await page.fill('#cluster-cidrs', '10.0.0.0/8');
+  await page.fill('#against', AGAINST);
+  await page.waitForFunction(() => document.querySelectorAll('#address-map g.cell.block').length === 2);
+  const blocks = await page
+    .locator('#address-map g.cell.block')
+    .evaluateAll((gs) => gs.map((g) => [g.dataset.cidr, g.dataset.node, g.dataset.inUse, g.classList.contains('leftover')]));
+  assert.deepEqual(blocks, [
+    ['192.168.4.0/26', 'node-a', '1', false],
+    ['172.16.0.0/26', 'node-b', '0', true],
+  ]);
+  assert.deepEqual(
+    await page.locator('#address-map g.space').evaluateAll((gs) => gs.map((g) => g.dataset.cidr)),
+    ['10.0.0.0/8', '128.0.0.0/1'],
+  );
+  const box = await page.locator('#address-map svg').boundingBox();
+  assert.ok(box.width > 300 && box.height > 200, `the map is drawn (${box.width}x${box.height})`);
+  await page.locator('.map-pane').screenshot({ path: join(artifacts, 'playground-map.png') });
+  assert.deepEqual(pageErrors, []);
 });

@@ -1,5 +1,5 @@
-//! Least privilege: the webhook's ServiceAccount may read pools and blocks cluster-wide, and two
-//! named ConfigMaps in kube-system, nothing else.
+//! Least privilege: the webhook's ServiceAccount may read pools, blocks and the IPAM configuration
+//! cluster-wide, and two named ConfigMaps in kube-system, nothing else.
 
 use ippool_cluster::discovery::{KUBE_PROXY_CONFIG, KUBE_SYSTEM, KUBEADM_CONFIG};
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -26,7 +26,7 @@ pub(crate) fn cluster_role() -> ClusterRole {
         rules: Some(vec![
             PolicyRule {
                 api_groups: Some(strings(&["crd.projectcalico.org"])),
-                resources: Some(strings(&["ippools", "ipamblocks"])),
+                resources: Some(strings(&["ippools", "ipamblocks", "ipamconfigs"])),
                 verbs: strings(&["get", "list", "watch"]),
                 ..PolicyRule::default()
             },

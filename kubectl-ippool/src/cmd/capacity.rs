@@ -1,23 +1,26 @@
 //! `kubectl ippool capacity [POOL] [--nodes N] [--pods-per-node P]`: the room each pool has left
 //! (addresses, blocks, blocks per node against `maxBlocksPerHost`, stranded and leaked addresses)
 //! and, with a growth, what runs out first and the command that fixes it
-//! ([`ippool_ipam::capacity`]).
+//! ([`ippool_ipam::capacity`]); `-o html` writes a page with the address-space map
+//! ([`ippool_map`]).
 
 use std::io::IsTerminal as _;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use ippool_cluster::api::CalicoKind;
 use ippool_ipam::capacity::{Growth, PoolCapacity, capacity};
 use ippool_ipam::check::leaked_allocations;
-use ippool_ipam::snapshot::Parts;
+use ippool_ipam::snapshot::{Parts, Snapshot};
+use ippool_map::{MapInput, address_map};
 use ippool_rules::model::IpamConfig;
 use serde::Serialize;
 
 use super::Outcome;
+use crate::capacity_page::{self, PageContext};
 use crate::kube_opts::{KubeOpts, block_on};
-use crate::live::Live;
-use crate::output::{OutputArgs, Table};
+use crate::live::{CidrArgs, Live};
+use crate::output::{Format, OutputArgs, Table};
 
 #[derive(Debug, Args)]
 pub struct CapacityArgs {
@@ -33,8 +36,40 @@ pub struct CapacityArgs {
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(u64).range(1..))]
     pub pods_per_node: Option<u64>,
 
+    /// Output format: a table, json, yaml, or html (a page with the address-space map).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = CapacityFormat::Table)]
+    pub format: CapacityFormat,
+
+    /// Leave out the header line of the table.
+    #[arg(long = "no-headers")]
+    pub no_headers: bool,
+
+    /// With -o html: the cluster CIDRs the map is drawn in (default: discovered).
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub cidrs: CidrArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum CapacityFormat {
+    #[default]
+    Table,
+    Yaml,
+    Json,
+    Html,
+}
+
+impl CapacityArgs {
+    fn output(&self) -> OutputArgs {
+        let format = match self.format {
+            CapacityFormat::Table | CapacityFormat::Html => Format::Table,
+            CapacityFormat::Yaml => Format::Yaml,
+            CapacityFormat::Json => Format::Json,
+        };
+        OutputArgs {
+            format,
+            no_headers: self.no_headers,
+        }
+    }
 }
 
 const PARTS: Parts = Parts {
@@ -74,11 +109,26 @@ pub fn run(args: &CapacityArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                 );
             }
         }
-        let bars = std::io::stdout().is_terminal();
-        print!(
-            "{}",
-            render(&pools, max_blocks_per_host, bars, &args.output)?
-        );
+        if args.format == CapacityFormat::Html {
+            let discovery = live.discover_cidrs(&args.cidrs).await;
+            let cluster = discovery
+                .cluster
+                .as_ref()
+                .map(|(source, cidrs)| (cidrs.as_slice(), source.describe()));
+            let map = map_of(&snapshot, &pools, cluster.map_or(&[], |(c, _)| c));
+            let context = PageContext {
+                cluster_cidrs: cluster,
+                max_blocks_per_host,
+                map: &map,
+            };
+            print!("{}", capacity_page::render(&pools, &context));
+        } else {
+            let bars = std::io::stdout().is_terminal();
+            print!(
+                "{}",
+                render(&pools, max_blocks_per_host, bars, &args.output())?
+            );
+        }
         let short = pools
             .iter()
             .any(|p| p.projection.as_ref().is_some_and(|x| x.runs_out.is_some()));
@@ -87,6 +137,42 @@ pub fn run(args: &CapacityArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         } else {
             Outcome::Clean
         })
+    })
+}
+
+/// The map of the pools shown (all, or the one asked for, with only its blocks), with the
+/// blocks each projection claims.
+fn map_of(snapshot: &Snapshot, shown: &[PoolCapacity], cluster_cidrs: &[ipnet::IpNet]) -> String {
+    let pools: Vec<_> = snapshot
+        .pools
+        .iter()
+        .filter(|p| shown.iter().any(|s| s.pool == p.name()))
+        .cloned()
+        .collect();
+    let every_pool = pools.len() == snapshot.pools.len();
+    let blocks: Vec<_> = snapshot
+        .blocks
+        .iter()
+        .filter(|b| {
+            every_pool
+                || b.cidr().is_some_and(|net| {
+                    pools
+                        .iter()
+                        .any(|p| p.spec.cidr_net().is_some_and(|c| c.contains(&net)))
+                })
+        })
+        .cloned()
+        .collect();
+    let projected: Vec<(String, u128)> = shown
+        .iter()
+        .filter_map(|p| Some((p.pool.clone(), p.projection.as_ref()?.blocks_needed)))
+        .collect();
+    address_map(&MapInput {
+        cluster_cidrs,
+        pools: &pools,
+        blocks: &blocks,
+        projected: &projected,
+        ..MapInput::default()
     })
 }
 
@@ -183,7 +269,6 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Format;
     use ippool_ipam::capacity::Projection;
 
     fn pool(projection: Option<Projection>) -> PoolCapacity {

@@ -5,6 +5,7 @@ mod support;
 
 mod calico_apiserver;
 mod capacity;
+mod capacity_map;
 mod check;
 mod conflicts;
 mod create_apply;

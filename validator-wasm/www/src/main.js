@@ -1,5 +1,5 @@
 // The playground: a CodeMirror editor whose lint source is the validator compiled to WebAssembly.
-import init, { validate, version } from '../../pkg/web/validator_wasm.js';
+import init, { addressMap, validate, version } from '../../pkg/web/validator_wasm.js';
 import { EditorView, basicSetup } from 'codemirror';
 import { yaml } from '@codemirror/lang-yaml';
 import { linter, lintGutter } from '@codemirror/lint';
@@ -47,6 +47,17 @@ function runValidator(text) {
   }
 }
 
+/** The address-space map of the manifest's pools among the context's; drawn without a refused context. */
+function renderMap(text) {
+  let svg;
+  try {
+    svg = addressMap(text, contextOptions());
+  } catch {
+    svg = addressMap(text, { name: 'playground.yaml' });
+  }
+  $('address-map').innerHTML = svg;
+}
+
 function renderMessage(d) {
   return () =>
     el(
@@ -60,6 +71,7 @@ function renderMessage(d) {
 }
 
 const RANK = { error: 0, warning: 1, info: 2 };
+const SKIPPED = 'IPP005';
 
 /** Errors first, then warnings, then what was not checked; by position within each. */
 function byImportance(a, b) {
@@ -74,7 +86,9 @@ function renderList(view, report, items) {
     list.append(el('li', { class: 'clean' }, 'No findings.'));
     return;
   }
-  for (const d of [...items].sort(byImportance)) {
+  // Rules skipped for want of context (IPP005) fold into one line under the verdict.
+  const skipped = items.filter((d) => d.code === SKIPPED);
+  for (const d of items.filter((d) => d.code !== SKIPPED).sort(byImportance)) {
     const item = el(
       'li',
       { class: d.severity, 'data-code': d.code, 'data-line': String(d.line) },
@@ -92,6 +106,20 @@ function renderList(view, report, items) {
     });
     list.append(item);
   }
+  if (skipped.length) {
+    list.append(
+      el(
+        'li',
+        { class: 'info skipped', 'data-code': SKIPPED },
+        el(
+          'details',
+          {},
+          el('summary', {}, `${skipped.length} check(s) not run for want of context: fill in the form to run them`),
+          el('ul', {}, ...skipped.map((d) => el('li', {}, d.message))),
+        ),
+      ),
+    );
+  }
 }
 
 /** Dispatched when the side form changes: the manifest is unchanged but must be checked again. */
@@ -100,9 +128,11 @@ const contextChanged = StateEffect.define();
 const validatorLint = linter(
   (view) => {
     const doc = view.state.doc;
-    const report = runValidator(doc.toString());
+    const text = doc.toString();
+    const report = runValidator(text);
     const items = flatten(report);
     renderList(view, report, items);
+    renderMap(text);
     return items.map((d) => ({
       ...rangeOf(doc, d),
       severity: d.severity,
