@@ -18,6 +18,7 @@ pub mod gc;
 pub mod list;
 pub mod migrate;
 pub mod pods;
+pub mod policy;
 pub mod resize;
 pub mod schema;
 pub mod show;
@@ -85,6 +86,9 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// The admission webhook that makes the API server refuse unsafe pool changes from any client.
     Webhook(webhook::WebhookArgs),
+    /// Print the stateless rules as a ValidatingAdmissionPolicy the API server enforces itself
+    /// (no server to run); --check compares the installed one.
+    Policy(policy::PolicyArgs),
 }
 
 /// How a subcommand ended, when it ran to completion.
@@ -129,5 +133,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::ClusterCidr(args) => cluster_cidr::run(&args, &cli.kube),
         Command::Completion(args) => completion::run(&args),
         Command::Webhook(args) => webhook::run(&args),
+        Command::Policy(args) => policy::run(&args, &cli.kube),
     }
 }
