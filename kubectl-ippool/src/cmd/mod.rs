@@ -22,6 +22,7 @@ pub mod policy;
 pub mod resize;
 pub mod schema;
 pub mod show;
+pub mod status;
 pub mod validate;
 pub mod webhook;
 
@@ -80,6 +81,9 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Change a pool's blockSize through a temporary pool (Calico's nine steps as one command).
     Resize(resize::ResizeArgs),
+    /// The migration or resize in progress, wherever it runs: steps, the process running it, pods
+    /// left in the old pool (--follow: until it ends).
+    Status(status::StatusArgs),
     /// Show the cluster's pod CIDR and where it was found.
     ClusterCidr(cluster_cidr::ClusterCidrArgs),
     /// Print a shell completion script (bash, zsh, fish).
@@ -130,6 +134,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Gc(args) => gc::run(&args, &cli.kube),
         Command::Migrate(args) => migrate::run(&args, &cli.kube),
         Command::Resize(args) => resize::run(&args, &cli.kube),
+        Command::Status(args) => status::run(&args, &cli.kube),
         Command::ClusterCidr(args) => cluster_cidr::run(&args, &cli.kube),
         Command::Completion(args) => completion::run(&args),
         Command::Webhook(args) => webhook::run(&args),

@@ -18,6 +18,7 @@ mod migrate_blockers;
 mod migrate_lock;
 mod migrate_no_address;
 mod migrate_resume;
+mod migrate_status;
 mod migrate_tutorials;
 mod migrate_workloads;
 mod pools_in_use;

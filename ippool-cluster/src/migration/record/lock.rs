@@ -33,6 +33,15 @@ fn status_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+impl Found {
+    /// The process running the migration and the seconds since it renewed the Lease, when one
+    /// may still be running it (as far as this host can tell); `None` means no process holds it:
+    /// running the command again resumes it.
+    pub fn running_session(&self) -> Option<(String, i64)> {
+        live_session(&self.lease, &Session::current())
+    }
+}
+
 /// Reads the record, if a migration is in progress.
 pub async fn read(client: &Client, namespace: &str) -> Result<Option<Found>, RecordError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
