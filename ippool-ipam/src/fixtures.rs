@@ -134,6 +134,7 @@ pub fn node(name: &str) -> NodeRecord {
         labels: BTreeMap::new(),
         tunnel_addresses: Vec::new(),
         pod_cidrs: Vec::new(),
+        max_pods: None,
     }
 }
 

@@ -5,10 +5,12 @@
 
 pub mod advice;
 pub mod allocation;
+pub mod auto;
 pub mod capacity;
 pub mod check;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod free_range;
 pub mod gc;
 pub mod index;
 pub mod ipam_ref;

@@ -26,6 +26,17 @@ pub struct Parts {
 }
 
 impl Parts {
+    /// Nothing: spell out what to read with `..Parts::NONE`.
+    pub const NONE: Parts = Parts {
+        pools: false,
+        blocks: false,
+        affinities: false,
+        handles: false,
+        pods: false,
+        nodes: false,
+        namespaces: false,
+    };
+
     pub const ALL: Parts = Parts {
         pools: true,
         blocks: true,
@@ -177,6 +188,8 @@ pub struct NodeRecord {
     pub tunnel_addresses: Vec<IpAddr>,
     /// `spec.podCIDRs` (per-node ranges; usually empty under Calico IPAM).
     pub pod_cidrs: Vec<String>,
+    /// `status.capacity.pods`: the kubelet's maxPods.
+    pub max_pods: Option<u64>,
 }
 
 impl NodeRecord {

@@ -27,6 +27,7 @@ fn node(pairs: &[(&str, &str)]) -> NodeRecord {
         labels: labels(pairs),
         tunnel_addresses: Vec::new(),
         pod_cidrs: Vec::new(),
+        max_pods: None,
     }
 }
 

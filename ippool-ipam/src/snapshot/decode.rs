@@ -220,6 +220,15 @@ pub struct SlimNode {
     metadata: SlimMeta<BTreeMap<String, String>>,
     #[serde(default)]
     spec: SlimNodeSpec,
+    #[serde(default)]
+    status: SlimNodeStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct SlimNodeStatus {
+    /// Quantities as strings; only `pods` (the kubelet's maxPods) is read.
+    #[serde(default)]
+    capacity: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -369,6 +378,11 @@ pub fn node_record(node: SlimNode) -> NodeRecord {
         labels: node.metadata.labels,
         tunnel_addresses,
         pod_cidrs,
+        max_pods: node
+            .status
+            .capacity
+            .get("pods")
+            .and_then(|p| p.parse().ok()),
     }
 }
 

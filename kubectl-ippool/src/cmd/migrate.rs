@@ -25,8 +25,9 @@ use kube::client::ClientBuilder;
 use tokio::time::Instant;
 
 use super::Outcome;
+use super::auto::{self, OrAuto, parse_cidr_or_auto};
 use crate::kube_opts::{KubeOpts, block_on, parse_timeout};
-use crate::live::{CidrArgs, Live, parse_cidr};
+use crate::live::{CidrArgs, Live};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -106,9 +107,10 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "NEW", required_unless_present = "abort")]
     pub to: Option<String>,
 
-    /// Create NEW with this CIDR and the old pool's other settings.
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
-    pub cidr: Option<IpNet>,
+    /// Create NEW with this CIDR and the old pool's other settings; `auto`: the first free range
+    /// inside the cluster CIDR that holds every node's blocks twice over, and at least OLD's size.
+    #[arg(long, value_name = "CIDR|auto", value_parser = parse_cidr_or_auto)]
+    pub cidr: Option<OrAuto<IpNet>>,
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -253,15 +255,22 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         let (Some(from), Some(to)) = (&args.from, &args.to) else {
             anyhow::bail!("--from and --to are required (or --abort)");
         };
-        let cidrs = run
-            .live
-            .discover_cidrs(&args.run.cidrs)
-            .await
-            .cluster_cidrs();
+        let found = run.live.discover_cidrs(&args.run.cidrs).await;
+        let new_cidr = match args.cidr {
+            Some(OrAuto::Auto) => {
+                let choice =
+                    auto::cidr(&run.live, from, to, &found, &args.run.state_namespace).await?;
+                run.say(&format!("--cidr auto: {} ({})\n", choice.value, choice.why));
+                Some(choice.value)
+            }
+            Some(OrAuto::Given(cidr)) => Some(cidr),
+            None => None,
+        };
+        let cidrs = found.cluster_cidrs();
         let intent = Intent {
             from: from.clone(),
             to: to.clone(),
-            new_cidr: args.cidr,
+            new_cidr,
             scope: Scope {
                 namespace: args.run.namespace.clone(),
                 selector: args.run.selector.clone(),

@@ -4,6 +4,7 @@
 
 pub mod advise;
 pub mod apply;
+pub mod auto;
 pub mod blocks;
 pub mod capacity;
 pub mod check;

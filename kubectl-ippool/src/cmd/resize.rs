@@ -9,6 +9,7 @@ use ippool_cluster::migration::events::RunOutcome;
 use ippool_cluster::migration::resize::{self, ResizeIntent};
 
 use super::Outcome;
+use super::auto::{self, OrAuto, parse_block_size};
 use super::migrate::{Run, RunArgs, confirm};
 use crate::kube_opts::{KubeOpts, block_on};
 use crate::live::parse_cidr;
@@ -19,13 +20,15 @@ pub struct ResizeArgs {
     #[arg(required_unless_present = "abort")]
     pub name: Option<String>,
 
-    /// The new blockSize (IPv4 20–32, IPv6 116–128).
+    /// The new blockSize (IPv4 20–32, IPv6 116–128); `auto`: the size `advise` recommends for the
+    /// cluster's nodes (their count, largest maxPods, Windows) and IPAMConfig's maxBlocksPerHost.
     #[arg(
         long = "block-size",
-        value_name = "N",
+        value_name = "N|auto",
+        value_parser = parse_block_size,
         required_unless_present = "abort"
     )]
-    pub block_size: Option<u8>,
+    pub block_size: Option<OrAuto<u8>>,
 
     /// The temporary pool's CIDR; default: a free range inside the cluster CIDR big enough for
     /// the pool's pods.
@@ -45,6 +48,17 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         }
         let (Some(name), Some(block_size)) = (&args.name, args.block_size) else {
             anyhow::bail!("NAME and --block-size are required (or --abort)");
+        };
+        let block_size = match block_size {
+            OrAuto::Given(size) => size,
+            OrAuto::Auto => {
+                let choice = auto::block_size(&run.live, name, &args.run.state_namespace).await?;
+                run.say(&format!(
+                    "--block-size auto: {} ({})\n",
+                    choice.value, choice.why
+                ));
+                choice.value
+            }
         };
         if args.run.namespace.is_some() || args.run.selector.is_some() || args.run.keep_old_pool {
             anyhow::bail!(

@@ -208,13 +208,8 @@ async fn pods_in(live: &Live, cidr: &str) -> anyhow::Result<usize> {
     };
     let snapshot = live
         .snapshot(Parts {
-            pools: false,
-            blocks: false,
-            affinities: false,
-            handles: false,
             pods: true,
-            nodes: false,
-            namespaces: false,
+            ..Parts::NONE
         })
         .await?;
     Ok(snapshot

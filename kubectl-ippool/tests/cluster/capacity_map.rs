@@ -58,14 +58,7 @@ fn artifacts() -> PathBuf {
 #[tokio::test]
 async fn the_map_of_the_guide_scenario_renders_in_chromium() {
     let c = start(4, 0).await;
-    create_pool(
-        &c.client,
-        "default-ipv4-ippool",
-        "192.168.0.0/16",
-        26,
-        "Always",
-    )
-    .await;
+    create_default_pool(&c.client).await;
     let rolling =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
     create::<Deployment>(

@@ -13,6 +13,7 @@ mod delete;
 mod errors;
 mod explain;
 mod gc;
+mod migrate_auto;
 mod migrate_availability;
 mod migrate_blockers;
 mod migrate_lock;

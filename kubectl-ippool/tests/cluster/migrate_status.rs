@@ -21,10 +21,6 @@ const MIGRATE: &[&str] = &[
     "1",
 ];
 
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn done(line: &Value) -> BTreeSet<String> {
     line["steps"]
         .as_array()
@@ -38,14 +34,7 @@ fn done(line: &Value) -> BTreeSet<String> {
 #[tokio::test]
 async fn status_follows_a_migration_wherever_it_runs() {
     let c = start(3, 300).await;
-    create_pool(
-        &c.client,
-        "default-ipv4-ippool",
-        "192.168.0.0/16",
-        26,
-        "Always",
-    )
-    .await;
+    create_default_pool(&c.client).await;
     let rolling =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
     for name in ["a", "b"] {

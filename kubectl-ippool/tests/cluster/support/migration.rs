@@ -68,6 +68,23 @@ impl TestCluster {
     }
 }
 
+/// What the plugin printed on stdout.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The pool a Calico install starts with, as in Calico's guide: 192.168.0.0/16, /26 blocks, IPIP.
+pub async fn create_default_pool(client: &Client) {
+    create_pool(
+        client,
+        "default-ipv4-ippool",
+        "192.168.0.0/16",
+        26,
+        "Always",
+    )
+    .await;
+}
+
 pub fn text(output: &Output) -> String {
     format!(
         "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
