@@ -553,6 +553,25 @@ async fn the_policy_refuses_and_allows_what_the_webhook_does() {
         "{allowed} allowed, {denied} denied"
     );
 
+    // --check: current as installed; a changed parameter is named.
+    let check = |cidr: &str| {
+        std::process::Command::new(workspace_bin("kubectl-ippool"))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig().display()))
+            .args(["policy", "--check", "--cluster-cidr", cidr])
+            .args(["--cluster-cidr=fd00::/48", "--service-cidr=10.96.0.0/12"])
+            .output()
+            .unwrap()
+    };
+    let current = check("10.0.0.0/8");
+    assert!(current.status.success(), "{current:?}");
+    let stale = check("10.0.0.0/9");
+    assert_eq!(stale.status.code(), Some(1), "{stale:?}");
+    assert!(
+        String::from_utf8_lossy(&stale.stdout)
+            .contains("ConfigMap ippool-policy-params: data.clusterCIDRs differs"),
+        "{stale:?}"
+    );
+
     // The Tigera operator deletes the enabled pools it owns when they leave its Installation.
     let role: ClusterRole = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
