@@ -144,6 +144,11 @@ impl ServedApis {
         self.serving.pool_group()
     }
 
+    /// The group of IPAM blocks, affinities and handles.
+    pub fn ipam_group(&self) -> ApiGroup {
+        self.serving.ipam_group()
+    }
+
     pub fn policy(&self) -> Option<PolicyVersion> {
         self.policy
     }

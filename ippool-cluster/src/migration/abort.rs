@@ -7,6 +7,7 @@ use ippool_rules::model::IpPool;
 use serde_json::json;
 
 use super::execute::{Executor, MigrateError};
+use super::job::{self, JOB_NAME};
 use super::record::Job;
 use super::record::lock::{self, Found};
 use super::resize::recreate::abort_resize;
@@ -25,6 +26,10 @@ pub async fn abort(exec: &Executor) -> Result<Vec<String>, MigrateError> {
             })?;
     let calico = CalicoClient::new(exec.client.clone(), exec.apis);
     let mut done = Vec::new();
+    // A run in the cluster stops first, so that nothing of it writes after the undoing.
+    if job::stop(&exec.client, namespace, exec.options.timeout).await? {
+        done.push(format!("Job {namespace}/{JOB_NAME} and its pod stopped"));
+    }
     let migration = match &found.record.job {
         Job::Migrate(m) => Some(m.clone()),
         Job::Resize(r) => {

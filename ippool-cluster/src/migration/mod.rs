@@ -7,6 +7,7 @@ pub mod events;
 pub mod execute;
 pub mod fault;
 pub mod inventory;
+pub mod job;
 pub mod mirror;
 pub mod moves;
 pub mod record;

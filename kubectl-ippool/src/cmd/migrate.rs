@@ -17,15 +17,17 @@ use ippool_cluster::client::CalicoClient;
 use ippool_cluster::migration::abort;
 use ippool_cluster::migration::events::{Event, Progress, RunOutcome, RunStats};
 use ippool_cluster::migration::execute::{self, Executor, Options};
+use ippool_cluster::migration::job::Needs;
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
 use ippool_cluster::migration::requests::RequestCounter;
-use ippool_ipam::plan::{Intent, Scope};
+use ippool_ipam::plan::{Intent, Scope, TargetAction};
 use kube::Client;
 use kube::client::ClientBuilder;
 use tokio::time::Instant;
 
 use super::Outcome;
 use super::auto::{self, OrAuto, parse_cidr_or_auto};
+use super::in_cluster::{self, InClusterArgs};
 use crate::kube_opts::{KubeOpts, block_on, parse_timeout};
 use crate::live::{CidrArgs, Live};
 
@@ -95,6 +97,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub cidrs: CidrArgs,
+
+    #[command(flatten)]
+    pub in_cluster: InClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +272,16 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             None => None,
         };
         let cidrs = found.cluster_cidrs();
+        let in_cluster_command = || {
+            let mut command = vec![
+                "migrate".to_owned(),
+                format!("--from={from}"),
+                format!("--to={to}"),
+            ];
+            command.extend(new_cidr.map(|c| format!("--cidr={c}")));
+            command.extend(in_cluster::shared_args(&args.run, &found));
+            command
+        };
         let intent = Intent {
             from: from.clone(),
             to: to.clone(),
@@ -327,6 +342,17 @@ pub fn run(args: &MigrateArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                 run.finish(RunOutcome::Declined);
                 return Ok(Outcome::Findings);
             }
+        }
+        if args.run.in_cluster.in_cluster {
+            let plan = prepared.plan.as_ref();
+            let needs = Needs::new(
+                run.live.apis,
+                plan,
+                plan.is_some_and(|p| p.target_action == TargetAction::Create),
+                !prepared.record.keep_old_pool,
+            );
+            in_cluster::start(&run, &args.run, in_cluster_command(), needs).await?;
+            return Ok(Outcome::Clean);
         }
         match execute::execute(exec, prepared).await {
             Ok(()) => {

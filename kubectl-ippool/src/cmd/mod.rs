@@ -16,6 +16,7 @@ pub mod disable;
 pub mod enable;
 pub mod explain;
 pub mod gc;
+pub mod in_cluster;
 pub mod list;
 pub mod migrate;
 pub mod pods;

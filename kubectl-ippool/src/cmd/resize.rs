@@ -6,10 +6,12 @@
 use clap::Args;
 use ipnet::IpNet;
 use ippool_cluster::migration::events::RunOutcome;
+use ippool_cluster::migration::job::Needs;
 use ippool_cluster::migration::resize::{self, ResizeIntent};
 
 use super::Outcome;
 use super::auto::{self, OrAuto, parse_block_size};
+use super::in_cluster;
 use super::migrate::{Run, RunArgs, confirm};
 use crate::kube_opts::{KubeOpts, block_on};
 use crate::live::parse_cidr;
@@ -66,11 +68,8 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                  and re-created, so every pod in it must move"
             );
         }
-        let cidrs = run
-            .live
-            .discover_cidrs(&args.run.cidrs)
-            .await
-            .cluster_cidrs();
+        let found = run.live.discover_cidrs(&args.run.cidrs).await;
+        let cidrs = found.cluster_cidrs();
         let intent = ResizeIntent {
             name: name.clone(),
             block_size,
@@ -107,6 +106,18 @@ pub fn run(args: &ResizeArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
                 run.finish(RunOutcome::Declined);
                 return Ok(Outcome::Findings);
             }
+        }
+        if args.run.in_cluster.in_cluster {
+            let mut command = vec![
+                "resize".to_owned(),
+                name.clone(),
+                format!("--block-size={block_size}"),
+            ];
+            command.extend(args.temp_cidr.map(|c| format!("--temp-cidr={c}")));
+            command.extend(in_cluster::shared_args(&args.run, &found));
+            let needs = Needs::new(run.live.apis, prepared.plan.as_ref(), true, true);
+            in_cluster::start(&run, &args.run, command, needs).await?;
+            return Ok(Outcome::Clean);
         }
         match resize::execute(exec, &intent, prepared, cidrs).await {
             Ok(()) => {

@@ -12,11 +12,13 @@ use clap::Args;
 use futures::StreamExt as _;
 use ipnet::IpNet;
 use ippool_cluster::api::CalicoKind;
+use ippool_cluster::migration::job::JOB_NAME;
 use ippool_cluster::migration::record::lock::{self, Found};
 use ippool_cluster::migration::record::{DEFAULT_STATE_NAMESPACE, Job, LEASE_NAME, MigrateRecord};
 use ippool_cluster::migration::step::{ResizeStep, Step};
 use ippool_ipam::snapshot::Parts;
 use ippool_rules::model::IpPool;
+use k8s_openapi::api::batch::v1::Job as BatchJob;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -80,7 +82,11 @@ pub fn run(args: &StatusArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
     block_on(async {
         let live = Live::connect(kube).await?;
         let ns = args.state_namespace.as_str();
-        let found = lock::read(&live.client, ns).await?;
+        let mut found = lock::read(&live.client, ns).await?;
+        if found.is_none() && args.follow && job_starting(&live, ns).await? {
+            // An --in-cluster run whose pod has not taken the lock yet.
+            found = wait_for_record(&live, ns).await?;
+        }
         let Some(found) = found else {
             print!("{}", render(&idle(), &args.output)?);
             return Ok(Outcome::Clean);
@@ -92,24 +98,40 @@ pub fn run(args: &StatusArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
         }
         let api: Api<Lease> = Api::namespaced(live.client.clone(), ns);
         let mut events = pin!(watch_object(api, LEASE_NAME).default_backoff());
+        // A run that died leaves the Lease unchanged: look again now and then.
+        let mut tick = tokio::time::interval(RECHECK);
         let mut last = found;
-        while let Some(event) = events.next().await {
-            // The event only says that the Lease changed (or is gone): the record is read again.
-            let lease = event.with_context(|| format!("watch Lease {ns}/{LEASE_NAME}"))?;
-            if lease.is_none() {
-                break;
+        let end = loop {
+            tokio::select! {
+                event = events.next() => {
+                    // The event only says that the Lease changed (or is gone): read it again.
+                    let Some(event) = event else { break ended(&live, &last).await? };
+                    let lease = event.with_context(|| format!("watch Lease {ns}/{LEASE_NAME}"))?;
+                    if lease.is_none() {
+                        break ended(&live, &last).await?;
+                    }
+                }
+                _ = tick.tick() => {}
             }
             let Some(found) = lock::read(&live.client, ns).await? else {
-                break;
+                break ended(&live, &last).await?;
             };
             let now = status_of(&live, &found).await?;
-            if now != shown {
+            if now.state == "stalled" && job_failed(&live, ns).await? {
+                break Status {
+                    state: "stopped",
+                    summary: Some(format!(
+                        "the Job running it failed: see `kubectl -n {ns} logs job/{JOB_NAME}`, then run the migration again or abort it"
+                    )),
+                    ..now
+                };
+            }
+            if !same_progress(&now, &shown) {
                 print!("{}", render(&now, &args.output)?);
                 shown = now;
             }
             last = found;
-        }
-        let end = ended(&live, &last).await?;
+        };
         print!("{}", render(&end, &args.output)?);
         Ok(if end.state == "finished" {
             Outcome::Clean
@@ -117,6 +139,70 @@ pub fn run(args: &StatusArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
             Outcome::Findings
         })
     })
+}
+
+/// How often `--follow` looks again without a change of the Lease.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Equal but for the seconds since the last renewal, which change every renewal.
+fn same_progress(a: &Status, b: &Status) -> bool {
+    let plain = |s: &Status| Status {
+        renewed_seconds_ago: None,
+        ..s.clone()
+    };
+    plain(a) == plain(b)
+}
+
+/// The migration's Job (an `--in-cluster` run), if there is one.
+async fn job(live: &Live, namespace: &str) -> anyhow::Result<Option<BatchJob>> {
+    let jobs: Api<BatchJob> = Api::namespaced(live.client.clone(), namespace);
+    jobs.get_opt(JOB_NAME)
+        .await
+        .with_context(|| format!("read Job {namespace}/{JOB_NAME}"))
+}
+
+fn has_condition(job: &BatchJob, kind: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+/// Whether the migration's Job has failed for good.
+async fn job_failed(live: &Live, namespace: &str) -> anyhow::Result<bool> {
+    Ok(job(live, namespace)
+        .await?
+        .is_some_and(|j| has_condition(&j, "Failed")))
+}
+
+/// Whether a Job runs a migration that has not taken the lock yet.
+async fn job_starting(live: &Live, namespace: &str) -> anyhow::Result<bool> {
+    Ok(job(live, namespace)
+        .await?
+        .is_some_and(|j| !has_condition(&j, "Failed") && !has_condition(&j, "Complete")))
+}
+
+/// Waits until the Job's run has written its record (or the Job has ended without one).
+async fn wait_for_record(live: &Live, namespace: &str) -> anyhow::Result<Option<Found>> {
+    let api: Api<Lease> = Api::namespaced(live.client.clone(), namespace);
+    let mut events = pin!(watch_object(api, LEASE_NAME).default_backoff());
+    let mut tick = tokio::time::interval(RECHECK);
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { return Ok(None) };
+                let lease = event.with_context(|| format!("watch Lease {namespace}/{LEASE_NAME}"))?;
+                if lease.is_some() {
+                    return Ok(lock::read(&live.client, namespace).await?);
+                }
+            }
+            _ = tick.tick() => {
+                if !job_starting(live, namespace).await? {
+                    return Ok(lock::read(&live.client, namespace).await?);
+                }
+            }
+        }
+    }
 }
 
 fn idle() -> Status {

@@ -353,6 +353,7 @@ async fn kube_controllers_release_a_leaked_address() {
     let grace = Duration::from_secs(20);
     let cp = ControlPlane::start_with(&ControlPlaneOptions {
         leak_grace_period: Some(grace),
+        ..ControlPlaneOptions::default()
     })
     .expect("control plane");
     let mut sim = Sim::start(

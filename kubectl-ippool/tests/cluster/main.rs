@@ -16,6 +16,7 @@ mod gc;
 mod migrate_auto;
 mod migrate_availability;
 mod migrate_blockers;
+mod migrate_in_cluster;
 mod migrate_lock;
 mod migrate_no_address;
 mod migrate_resume;

@@ -42,6 +42,9 @@ pub struct ControlPlaneOptions {
     /// calico-kube-controllers' grace period before it releases a leaked address
     /// (`leakGracePeriod`; `tests/cluster/up` defaults to 15m). It syncs IPAM every half of it.
     pub leak_grace_period: Option<Duration>,
+    /// Every request the API server serves goes to [`ControlPlane::audit_log`] (JSON lines at
+    /// the Metadata level: user, verb, resource).
+    pub audit_log: bool,
 }
 
 /// A private Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager on loopback
@@ -79,6 +82,9 @@ impl ControlPlane {
                     .map_err(HarnessError::io(std::env::temp_dir()))?;
                 let mut command = Command::new(&up);
                 command.arg(dir.path()).env("KUBE_BINARIES", &binaries);
+                if options.audit_log {
+                    command.env("IPPOOL_AUDIT_LOG", "1");
+                }
                 if let Some(period) = options.leak_grace_period {
                     command.env(
                         "IPPOOL_LEAK_GRACE_PERIOD",
@@ -122,6 +128,11 @@ impl ControlPlane {
 
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The API server's audit log (with [`ControlPlaneOptions::audit_log`]).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir().join("audit.log")
     }
 
     /// The kubeconfig of one of the component identities of `tests/cluster/rbac.yaml`

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use harness::{ControlPlane, Expected, Sim, SimOptions, wait_for_all};
+use harness::{ControlPlane, ControlPlaneOptions, Expected, Sim, SimOptions, wait_for_all};
 use ipnet::IpNet;
 use ippool_cluster::resources::{block_affinities, ip_pools, ipam_blocks};
 use ippool_rules::model::ApiGroup;
@@ -30,16 +30,21 @@ pub struct TestCluster {
 
 /// A fresh control plane with `nodes` calico-sim nodes.
 pub async fn start(nodes: usize, start_delay_ms: u64) -> TestCluster {
-    let cp = ControlPlane::start().expect("control plane");
-    let sim = Sim::start(
-        &cp,
+    start_with(
+        &ControlPlaneOptions::default(),
         SimOptions {
             nodes,
             start_delay_ms,
             ..SimOptions::default()
         },
     )
-    .expect("calico-sim");
+    .await
+}
+
+/// A fresh control plane and calico-sim, configured.
+pub async fn start_with(control_plane: &ControlPlaneOptions, sim: SimOptions) -> TestCluster {
+    let cp = ControlPlane::start_with(control_plane).expect("control plane");
+    let sim = Sim::start(&cp, sim).expect("calico-sim");
     let client = cp.client().await;
     TestCluster {
         _sim: sim,
