@@ -3,7 +3,8 @@
 //! processes, with their ServiceAccount's token mounted). The migration's pod is killed while it
 //! moves workloads; the Job's next pod resumes from the record and completes, and `status
 //! --follow` shows it to the end. The API server's audit log shows that each run used exactly what
-//! the RBAC generated from its plan grants, and was never refused.
+//! the RBAC generated from its plan grants, and was never refused. `--abort` stops the Job before
+//! it undoes the migration.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,12 +12,14 @@ use std::path::PathBuf;
 use crate::support::migration::*;
 use harness::{ControlPlaneOptions, SimOptions, wait_for};
 use ippool_cluster::migration::job::{JOB_NAME, stop};
+use ippool_cluster::resources::ip_pools;
+use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use serde_json::{Value, json};
 
 const IMAGE: &str = "localhost/kubectl-ippool:test";
@@ -219,4 +222,60 @@ async fn an_in_cluster_resize_runs_to_the_end() {
     start_in_cluster(&c, &["resize", "default-ipv4-ippool", "--block-size", "28"]).await;
     finish_and_audit(&c, 0).await;
     assert_end_state(&c, None, "10.244.0.0/16", 28).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_stops_the_job_before_undoing() {
+    let c = cluster("192.168.0.0/16").await;
+    start_in_cluster(
+        &c,
+        &[
+            "migrate",
+            "--from",
+            "default-ipv4-ippool",
+            "--to",
+            "new-pool",
+            "--cidr",
+            "10.0.0.0/16",
+            "--concurrency",
+            "1",
+        ],
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
+    wait_for(
+        &leases,
+        "ippool-migration",
+        |lease: Option<&Lease>| {
+            lease
+                .and_then(|l| l.metadata.annotations.as_ref())
+                .and_then(|a| a.get("ippool.io/migration-record"))
+                .is_some_and(|r| r.contains("disable-old"))
+        },
+        WAIT,
+    )
+    .await
+    .expect("the Job's run disables the old pool");
+
+    let abort = c.ippool(&["migrate", "--abort"], &[]).await;
+    assert!(abort.status.success(), "{}", text(&abort));
+    assert!(
+        stdout(&abort).contains("Job kube-system/ippool-migration and its pod stopped"),
+        "{}",
+        text(&abort)
+    );
+    let jobs: Api<Job> = Api::namespaced(c.client.clone(), "kube-system");
+    assert!(jobs.get_opt(JOB_NAME).await.unwrap().is_none());
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "kube-system");
+    let left = pods
+        .list(&ListParams::default().labels(&format!("job-name={JOB_NAME}")))
+        .await
+        .unwrap();
+    assert!(left.items.is_empty(), "no pod of the Job runs on");
+    assert!(leases.get_opt("ippool-migration").await.unwrap().is_none());
+    let pools = Api::<DynamicObject>::all_with(c.client.clone(), &ip_pools(ApiGroup::CrdV1));
+    let old = pools.get("default-ipv4-ippool").await.unwrap();
+    assert_eq!(old.data["spec"]["disabled"], false, "enabled again");
+    let status = c.ippool(&["status"], &[]).await;
+    assert_eq!(stdout(&status).trim(), "no migration or resize in progress");
 }
