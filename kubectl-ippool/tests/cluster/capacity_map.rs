@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::migration::*;
+use harness::SimOptions;
+use harness::workloads::{IPIP_TUNNEL_ANNOTATION, wait_tunnel_addresses};
 use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use serde_json::json;
@@ -73,6 +75,21 @@ async fn the_map_of_the_guide_scenario_renders_in_chromium() {
     )
     .await;
     wait_pods(&c.client, &[("coredns", 2), ("web", 3), ("node-agent", 4)]).await;
+    // The nodes' tunnel addresses come on their own time: wait for them, so the blocks hold still.
+    let pool: IpNet = "192.168.0.0/16".parse().unwrap();
+    let nodes = SimOptions {
+        nodes: 4,
+        ..SimOptions::default()
+    }
+    .node_names();
+    wait_tunnel_addresses(
+        &c.client,
+        &nodes,
+        IPIP_TUNNEL_ANNOTATION,
+        "tunnel addresses in the pool",
+        |a| a.is_some_and(|a| pool.contains(&a)),
+    )
+    .await;
 
     let out = c
         .ippool(&["capacity", "-o", "html", "--nodes", "10"], &[])

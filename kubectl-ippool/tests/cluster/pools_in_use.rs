@@ -97,6 +97,17 @@ async fn pools_in_use_are_shown_and_protected() {
         .await
         .expect("bare pod created");
     pods_with_addresses(&pods, 5).await;
+    // Calico's tunnel allocator gives each node its address in the pool on its own time: wait
+    // for all three, so that the counts below hold still.
+    let blue: IpNet = "10.1.0.0/16".parse().unwrap();
+    wait_tunnel_addresses(
+        &client,
+        &sim.options().node_names(),
+        IPIP_TUNNEL_ANNOTATION,
+        "tunnel addresses in 10.1.0.0/16",
+        |a| a.is_some_and(|a| blue.contains(&a)),
+    )
+    .await;
 
     // list: usage of the pool.
     let list = ippool(&cp, &["list", "-o", "json"]).expect(0);
