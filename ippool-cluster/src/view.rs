@@ -290,9 +290,7 @@ impl ClusterView {
             .ipam_configs
             .items
             .get("default")
-            .and_then(|c| c.spec.max_blocks_per_host)
-            .and_then(|m| u64::try_from(m).ok())
-            .unwrap_or(0)
+            .map_or(0, IpamConfig::max_blocks_per_host)
     }
 
     /// Pools (merged across groups) and blocks currently in the view.

@@ -499,6 +499,16 @@ pub struct IpamConfig {
     pub spec: IpamConfigSpec,
 }
 
+impl IpamConfig {
+    /// `maxBlocksPerHost` as a limit; 0 (no limit, Calico's default) when unset or not positive.
+    pub fn max_blocks_per_host(&self) -> u64 {
+        self.spec
+            .max_blocks_per_host
+            .and_then(|m| u64::try_from(m).ok())
+            .unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use ippool_cluster::discovery::{self, CidrFlags, Discovery};
 use ippool_ipam::snapshot::{Parts, Snapshot};
 use ippool_rules::cidr;
 use ippool_rules::context::ClusterContext;
+use ippool_rules::model::IpamConfig;
 use ippool_rules::report::Severity;
 use ippool_rules::rules::Finding;
 use kube::Client;
@@ -39,6 +40,15 @@ impl Live {
             client,
             apis,
         })
+    }
+
+    /// IPAMConfig's `maxBlocksPerHost` (0: no limit, or no IPAMConfig yet).
+    pub async fn max_blocks_per_host(&self) -> anyhow::Result<u64> {
+        let config = self
+            .calico
+            .get::<IpamConfig>(CalicoKind::IpamConfig, "default")
+            .await?;
+        Ok(config.map_or(0, |c| c.max_blocks_per_host()))
     }
 
     pub async fn snapshot(&self, parts: Parts) -> anyhow::Result<Snapshot> {

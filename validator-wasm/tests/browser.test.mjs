@@ -33,14 +33,8 @@ function underlines(page) {
   );
 }
 
-test('the playground underlines an invalid blockSize and clears it when fixed', async (t) => {
-  assert.ok(existsSync(join(www, 'dist', 'main.js')), 'www/dist is built (validator-wasm/build)');
-  mkdirSync(artifacts, { recursive: true });
-  const expected = loadValidator()
-    .validate(INVALID, { name: 'playground.yaml' })
-    .documents[0].diagnostics.find((d) => d.path === 'spec.blockSize' && d.severity === 'error');
-  assert.ok(expected, 'the wasm build reports blockSize 33');
-
+/** The playground in a fresh headless Chromium, loaded with its example; closed when `t` ends. */
+async function openPlayground(t) {
   const server = await serveStatic(www);
   const browser = await launchChromium();
   t.after(async () => {
@@ -53,6 +47,18 @@ test('the playground underlines an invalid blockSize and clears it when fixed', 
   await page.goto(server.url);
   await page.waitForSelector('body[data-state="ready"]');
   await page.waitForSelector('#diagnostics li');
+  return { page, pageErrors };
+}
+
+test('the playground underlines an invalid blockSize and clears it when fixed', async (t) => {
+  assert.ok(existsSync(join(www, 'dist', 'main.js')), 'www/dist is built (validator-wasm/build)');
+  mkdirSync(artifacts, { recursive: true });
+  const expected = loadValidator()
+    .validate(INVALID, { name: 'playground.yaml' })
+    .documents[0].diagnostics.find((d) => d.path === 'spec.blockSize' && d.severity === 'error');
+  assert.ok(expected, 'the wasm build reports blockSize 33');
+
+  const { page, pageErrors } = await openPlayground(t);
 
   // Replace the example with the invalid pool, as a user would.
   await page.click('.cm-content');
@@ -135,18 +141,8 @@ const AGAINST = [
 ].join('\n');
 
 test('the playground maps the pools among the pasted ones and folds what was not checked', async (t) => {
-  const server = await serveStatic(www);
-  const browser = await launchChromium();
-  t.after(async () => {
-    await browser.close();
-    await server.close();
-  });
-  const page = await browser.context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  await page.goto(server.url);
-  await page.waitForSelector('body[data-state="ready"]');
-  await page.waitForSelector('#diagnostics li');
+  mkdirSync(artifacts, { recursive: true });
+  const { page, pageErrors } = await openPlayground(t);
 
   // Without context every skipped rule is one folded line, after the findings.
   const skipped = await loadValidator()

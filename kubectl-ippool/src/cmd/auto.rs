@@ -9,7 +9,7 @@ use ippool_cluster::migration::record::{Job, lock};
 use ippool_ipam::auto::{self, Choice};
 use ippool_ipam::snapshot::Parts;
 use ippool_rules::cidr::{self as cidr_text, Family};
-use ippool_rules::model::{IpPool, IpamConfig};
+use ippool_rules::model::IpPool;
 
 use crate::live::{Live, parse_cidr};
 
@@ -35,17 +35,6 @@ pub fn parse_cidr_or_auto(text: &str) -> Result<OrAuto<IpNet>, String> {
         "auto" => Ok(OrAuto::Auto),
         c => parse_cidr(c).map(OrAuto::Given),
     }
-}
-
-async fn max_blocks_per_host(live: &Live) -> anyhow::Result<u64> {
-    let config = live
-        .calico
-        .get::<IpamConfig>(CalicoKind::IpamConfig, "default")
-        .await?;
-    Ok(config
-        .and_then(|c| c.spec.max_blocks_per_host)
-        .and_then(|m| u64::try_from(m).ok())
-        .unwrap_or(0))
 }
 
 async fn pool(live: &Live, name: &str) -> anyhow::Result<IpPool> {
@@ -88,7 +77,7 @@ pub async fn block_size(
     let shape = auto::shape_of(
         &snapshot.nodes,
         Family::of(&net),
-        max_blocks_per_host(live).await?,
+        live.max_blocks_per_host().await?,
     );
     let choice = auto::block_size(&shape).map_err(anyhow::Error::msg)?;
     if pool.spec.defaulted().block_size == Some(choice.value) {
@@ -146,7 +135,7 @@ pub async fn cidr(
     let shape = auto::shape_of(
         &snapshot.nodes,
         Family::of(&net),
-        max_blocks_per_host(live).await?,
+        live.max_blocks_per_host().await?,
     );
     let taken: Vec<IpNet> = snapshot
         .pools

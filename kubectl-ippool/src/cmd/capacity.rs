@@ -8,12 +8,10 @@ use std::io::IsTerminal as _;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use ippool_cluster::api::CalicoKind;
 use ippool_ipam::capacity::{Growth, PoolCapacity, capacity};
 use ippool_ipam::check::leaked_allocations;
 use ippool_ipam::snapshot::{Parts, Snapshot};
 use ippool_map::{MapInput, address_map};
-use ippool_rules::model::IpamConfig;
 use serde::Serialize;
 
 use super::Outcome;
@@ -85,16 +83,8 @@ const PARTS: Parts = Parts {
 pub fn run(args: &CapacityArgs, kube: &KubeOpts) -> anyhow::Result<Outcome> {
     block_on(async {
         let live = Live::connect(kube).await?;
-        let (snapshot, config) = tokio::try_join!(live.snapshot(PARTS), async {
-            Ok(live
-                .calico
-                .get::<IpamConfig>(CalicoKind::IpamConfig, "default")
-                .await?)
-        })?;
-        let max_blocks_per_host = config
-            .and_then(|c| c.spec.max_blocks_per_host)
-            .and_then(|m| u64::try_from(m).ok())
-            .unwrap_or(0);
+        let (snapshot, max_blocks_per_host) =
+            tokio::try_join!(live.snapshot(PARTS), live.max_blocks_per_host())?;
         let growth = (args.new_nodes.is_some() || args.pods_per_node.is_some()).then(|| Growth {
             new_nodes: args.new_nodes.unwrap_or(0),
             pods_per_node: args.pods_per_node.unwrap_or(110),

@@ -115,6 +115,41 @@ async fn start_in_cluster(c: &TestCluster, command: &[&str]) {
     );
 }
 
+/// Starts the tutorial's migration (192.168.0.0/16 → new-pool 10.0.0.0/16) with `--in-cluster`
+/// and waits until the Job's run has disabled the old pool; returns the Leases of kube-system.
+async fn migrate_in_cluster_until_moving(c: &TestCluster) -> Api<Lease> {
+    start_in_cluster(
+        c,
+        &[
+            "migrate",
+            "--from",
+            "default-ipv4-ippool",
+            "--to",
+            "new-pool",
+            "--cidr",
+            "10.0.0.0/16",
+            "--concurrency",
+            "1",
+        ],
+    )
+    .await;
+    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
+    wait_for(
+        &leases,
+        "ippool-migration",
+        |lease: Option<&Lease>| {
+            lease
+                .and_then(|l| l.metadata.annotations.as_ref())
+                .and_then(|a| a.get("ippool.io/migration-record"))
+                .is_some_and(|r| r.contains("disable-old"))
+        },
+        WAIT,
+    )
+    .await
+    .expect("the Job's run disables the old pool");
+    leases
+}
+
 /// Follows the run to its end, checks the Job completed (with at least `failed` failed pods),
 /// removes it, and compares what the run asked for with what its RBAC grants.
 async fn finish_and_audit(c: &TestCluster, failed: i32) {
@@ -169,37 +204,8 @@ async fn finish_and_audit(c: &TestCluster, failed: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_in_cluster_migration_survives_its_pod_being_killed() {
     let c = cluster("192.168.0.0/16").await;
-    start_in_cluster(
-        &c,
-        &[
-            "migrate",
-            "--from",
-            "default-ipv4-ippool",
-            "--to",
-            "new-pool",
-            "--cidr",
-            "10.0.0.0/16",
-            "--concurrency",
-            "1",
-        ],
-    )
-    .await;
-
     // Kill the Job's pod once it is moving workloads.
-    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
-    wait_for(
-        &leases,
-        "ippool-migration",
-        |lease: Option<&Lease>| {
-            lease
-                .and_then(|l| l.metadata.annotations.as_ref())
-                .and_then(|a| a.get("ippool.io/migration-record"))
-                .is_some_and(|r| r.contains("disable-old"))
-        },
-        WAIT,
-    )
-    .await
-    .expect("the Job's run disables the old pool");
+    migrate_in_cluster_until_moving(&c).await;
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), "kube-system");
     let running = pods
         .list(&ListParams::default().labels(&format!("job-name={JOB_NAME}")))
@@ -227,35 +233,7 @@ async fn an_in_cluster_resize_runs_to_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_stops_the_job_before_undoing() {
     let c = cluster("192.168.0.0/16").await;
-    start_in_cluster(
-        &c,
-        &[
-            "migrate",
-            "--from",
-            "default-ipv4-ippool",
-            "--to",
-            "new-pool",
-            "--cidr",
-            "10.0.0.0/16",
-            "--concurrency",
-            "1",
-        ],
-    )
-    .await;
-    let leases: Api<Lease> = Api::namespaced(c.client.clone(), "kube-system");
-    wait_for(
-        &leases,
-        "ippool-migration",
-        |lease: Option<&Lease>| {
-            lease
-                .and_then(|l| l.metadata.annotations.as_ref())
-                .and_then(|a| a.get("ippool.io/migration-record"))
-                .is_some_and(|r| r.contains("disable-old"))
-        },
-        WAIT,
-    )
-    .await
-    .expect("the Job's run disables the old pool");
+    let leases = migrate_in_cluster_until_moving(&c).await;
 
     let abort = c.ippool(&["migrate", "--abort"], &[]).await;
     assert!(abort.status.success(), "{}", text(&abort));
