@@ -215,3 +215,124 @@ async fn reviews_are_answered_over_http2_as_the_api_server_asks() {
     drop(sender);
     server.stop().await;
 }
+
+/// Sends one review over `sender`; whether it came back with the expected refusal.
+async fn review_refused(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+) -> Result<(), String> {
+    let review = common::alice("DELETE", None, Some(&common::default_pool()));
+    let request = Request::post("https://127.0.0.1/validate")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(review.to_string())))
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    match answer["response"]["allowed"].as_bool() {
+        Some(false) => Ok(()),
+        other => Err(format!("unexpected verdict {other:?}")),
+    }
+}
+
+/// An HTTP/2 connection as the API server keeps one, trusting `trusted`.
+async fn h2(
+    address: std::net::SocketAddr,
+    trusted: &[&GeneratedTls],
+) -> Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>, String> {
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stream = connector(trusted, b"h2")
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// Certificates rotated five times while reviews keep coming — over connections held open, as
+/// the API server holds them, and over new ones, handshaking in the middle of each swap: not one
+/// review fails (the clients trust every CA of the rotation, as a caBundle carrying the old and
+/// the new does while it rolls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_under_load_lose_no_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = vec!["127.0.0.1".to_owned()];
+    let pairs: Vec<GeneratedTls> = (0..6).map(|_| generate_tls(&names).unwrap()).collect();
+    publish(dir.path(), "..v0", &pairs[0]);
+    let reloader =
+        CertReloader::load(&dir.path().join("tls.crt"), &dir.path().join("tls.key")).unwrap();
+    let _watch = reloader.watch().unwrap();
+    let mut generation = reloader.generation();
+    let server = start(Arc::clone(&reloader)).await;
+    let address = server.address;
+    let trusted: Arc<Vec<GeneratedTls>> = Arc::new(pairs.clone());
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        let (trusted, stop) = (Arc::clone(&trusted), Arc::clone(&stop));
+        workers.push(tokio::spawn(async move {
+            let all: Vec<&GeneratedTls> = trusted.iter().collect();
+            let (mut sent, mut failures) = (0usize, Vec::new());
+            // Workers 0 and 1 hold one connection; 2 and 3 open a new one for every review.
+            let mut held = if worker < 2 {
+                Some(h2(address, &all).await.unwrap())
+            } else {
+                None
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let outcome = match held.as_mut() {
+                    Some(sender) => review_refused(sender).await,
+                    None => match h2(address, &all).await {
+                        Ok(mut sender) => review_refused(&mut sender).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                sent += 1;
+                if let Err(e) = outcome {
+                    failures.push(e);
+                }
+            }
+            (sent, failures)
+        }));
+    }
+    for (n, pair) in pairs.iter().enumerate().skip(1) {
+        publish(dir.path(), &format!("..v{n}"), pair);
+        tokio::time::timeout(WAIT, generation.changed())
+            .await
+            .expect("the swap is noticed")
+            .unwrap();
+        let (leaf, _, _) = http1(
+            address,
+            &trusted.iter().collect::<Vec<_>>(),
+            get("/healthz"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(leaf, der(&pair.cert_pem), "rotation {n} is served");
+        // The load goes on for a while under each pair (a length of load, not a wait for a state).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for worker in workers {
+        let (sent, failures) = worker.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} of {sent} reviews failed: {failures:?}",
+            failures.len()
+        );
+        assert!(sent > 0, "every worker sent reviews");
+        total += sent;
+    }
+    eprintln!("{total} reviews across 5 rotations, none failed");
+    server.stop().await;
+}

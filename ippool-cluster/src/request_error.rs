@@ -113,6 +113,32 @@ impl RequestError {
         self.status_code() == Some(410)
     }
 
+    /// Whether the request failed in passing — the API server or the way to it away for a while,
+    /// or a write the lock's fence held back — so that the same work may succeed when tried
+    /// again.
+    pub fn is_transient(&self) -> bool {
+        use kube::runtime::watcher::Error as Watch;
+        let passing = |e: &kube::Error| match e {
+            kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+            kube::Error::HyperError(_) | kube::Error::ReadEvents(_) => true,
+            kube::Error::Service(e) => {
+                crate::migration::retry::is_connection_failure(e.as_ref())
+                    || crate::migration::fence::held_back(e.as_ref())
+            }
+            _ => false,
+        };
+        match &self.cause {
+            Cause::Api(e)
+            | Cause::Watch(
+                Watch::InitialListFailed(e) | Watch::WatchStartFailed(e) | Watch::WatchFailed(e),
+            ) => passing(e),
+            Cause::Watch(Watch::WatchError(status)) => {
+                matches!(status.code, 429 | 500 | 502 | 503 | 504)
+            }
+            _ => false,
+        }
+    }
+
     /// Why the object did not decode, when that is what failed.
     pub fn decode_error(&self) -> Option<&serde_json::Error> {
         match &self.cause {

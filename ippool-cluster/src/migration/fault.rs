@@ -32,3 +32,20 @@ pub fn at(point: &str) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn at(_point: &str) {}
+
+/// The environment variable naming the host a session claims to run on.
+pub const HOST_ENV: &str = "IPPOOL_FAULT_HOST";
+
+/// With `IPPOOL_FAULT_HOST`, the host this process's session names: a test's second process
+/// passes for one on another machine, whose liveness only its Lease renewals can tell.
+#[cfg(feature = "fault-injection")]
+pub fn session_host() -> Option<String> {
+    std::env::var(HOST_ENV).ok().filter(|h| !h.is_empty())
+}
+
+/// Without the feature a session names the real host.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn session_host() -> Option<String> {
+    None
+}

@@ -17,13 +17,17 @@ use ippool_cluster::client::CalicoClient;
 use ippool_cluster::migration::abort;
 use ippool_cluster::migration::events::{Event, Progress, RunOutcome, RunStats};
 use ippool_cluster::migration::execute::{self, Executor, Options};
+use ippool_cluster::migration::fence::{Fence, LeaseClock};
 use ippool_cluster::migration::job::Needs;
 use ippool_cluster::migration::record::DEFAULT_STATE_NAMESPACE;
 use ippool_cluster::migration::requests::RequestCounter;
+use ippool_cluster::migration::retry::RetryTransient;
 use ippool_ipam::plan::{Intent, Scope, TargetAction};
 use kube::Client;
 use kube::client::ClientBuilder;
 use tokio::time::Instant;
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 
 use super::Outcome;
 use super::auto::{self, OrAuto, parse_cidr_or_auto};
@@ -147,7 +151,13 @@ impl Run {
         let counter = RequestCounter::default();
         let config = kube.config().await?;
         let server = config.cluster_url.to_string();
-        let build = |config: kube::Config| -> anyhow::Result<Client> {
+        // Outermost first: a request is retried while it fails in passing (each try counted, and
+        // each write let through only while the lock is confirmed). An eviction's 429 is a
+        // disruption budget's answer, so its client hands that back at once.
+        let clock = LeaseClock::default();
+        let build = |too_many_requests: bool| -> anyhow::Result<Client> {
+            let mut config = config.clone();
+            config.default_retry = false;
             Ok(ClientBuilder::try_from(config)
                 .with_context(|| {
                     format!(
@@ -155,12 +165,16 @@ impl Run {
                     )
                 })?
                 .with_layer(&counter)
+                .with_layer(&Fence::new(clock.clone()))
+                .with_layer(&BufferLayer::new(1024))
+                .with_layer(&RetryLayer::new(RetryTransient::new(
+                    args.timeout,
+                    too_many_requests,
+                )))
                 .build())
         };
-        let mut no_retry = config.clone();
-        no_retry.default_retry = false;
-        let client = build(config)?;
-        let eviction_client = build(no_retry)?;
+        let client = build(true)?;
+        let eviction_client = build(false)?;
         let apis = ServedApis::discover(&client).await?;
         tracing::info!("{apis}");
         let live = Live {
@@ -178,6 +192,7 @@ impl Run {
                 timeout: args.timeout,
                 state_namespace: args.state_namespace.clone(),
             },
+            clock,
         };
         Ok(Run {
             live,

@@ -12,6 +12,7 @@ mod create_apply;
 mod delete;
 mod errors;
 mod explain;
+mod faults;
 mod gc;
 mod migrate_auto;
 mod migrate_availability;

@@ -22,6 +22,7 @@ use kube::Client;
 
 use super::events::{Event, Progress};
 use super::fault;
+use super::fence::LeaseClock;
 use super::inventory::{self, InventoryError};
 use super::moves::MoveError;
 use super::record::lock::{self, Found, Held};
@@ -56,6 +57,8 @@ pub struct Executor {
     pub apis: ServedApis,
     pub progress: Arc<dyn Progress>,
     pub options: Options,
+    /// When the lock was last confirmed; the clients' fence reads it.
+    pub clock: LeaseClock,
 }
 
 impl Executor {
@@ -82,6 +85,18 @@ impl Executor {
             plan: serde_json::to_value(&plan).unwrap_or_default(),
         });
         Ok(plan)
+    }
+
+    /// Takes the lock for `fresh` (or resumes the run it records), in the state namespace; the
+    /// clients' fence follows the hold from here on.
+    pub async fn acquire(&self, fresh: Record) -> Result<lock::Acquired, RecordError> {
+        lock::acquire(
+            &self.client,
+            &self.options.state_namespace,
+            fresh,
+            &self.clock,
+        )
+        .await
     }
 
     /// A lock found held by another job refuses the run; with `dry_run` it is only a warning,
@@ -191,6 +206,63 @@ pub enum MigrateError {
     NothingToAbort { namespace: String },
     #[error("{0}")]
     Watch(String),
+}
+
+/// An error that may pass: the same work tried again later may succeed.
+pub trait Transient: std::fmt::Display {
+    fn is_transient(&self) -> bool;
+}
+
+impl Transient for MigrateError {
+    fn is_transient(&self) -> bool {
+        let release = |e: &ReleaseError| matches!(e, ReleaseError::Request(r) if r.is_transient());
+        match self {
+            MigrateError::Request(e)
+            | MigrateError::Record(RecordError::Request(e))
+            | MigrateError::Inventory(InventoryError::Request(e))
+            | MigrateError::Move(MoveError::Request(e))
+            | MigrateError::Delete(DeleteError::Request(e)) => e.is_transient(),
+            MigrateError::Release(e) | MigrateError::Delete(DeleteError::Release(e)) => release(e),
+            // A watch of the moves failed: kube's watcher resumes by itself, unless the API
+            // server stayed away for longer than the move could wait.
+            MigrateError::Move(MoveError::Watch { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Executor {
+    /// Runs one step, and runs it again while it fails in passing (the API server or the
+    /// network away longer than a request's retries): every step is safe to run again. Before
+    /// each try the lock is confirmed, so that nothing is done by a process that may have lost
+    /// it. Gives up once it has tried for the run's timeout.
+    pub async fn ride_out<T, E>(
+        &self,
+        held: &Held,
+        step: &str,
+        mut attempt: impl AsyncFnMut() -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: Transient + From<MigrateError>,
+    {
+        let began = std::time::Instant::now();
+        let mut delay = Duration::from_millis(500);
+        loop {
+            held.ensure(self.options.timeout)
+                .await
+                .map_err(|e| E::from(MigrateError::from(e)))?;
+            match attempt().await {
+                Err(e) if e.is_transient() && began.elapsed() + delay < self.options.timeout => {
+                    self.progress.emit(Event::Warning {
+                        message: format!("step {step} was interrupted ({e}); running it again"),
+                    });
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 impl From<PoolWriteError<Infallible>> for MigrateError {
@@ -310,7 +382,7 @@ pub async fn execute(exec: &Executor, prepared: Prepared) -> Result<(), MigrateE
         return Err(MigrateError::Blocked(plan.blockers.len()));
     }
     let fresh = Record::new(prepared.id.clone(), Job::Migrate(prepared.record.clone()));
-    let acquired = lock::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
+    let acquired = exec.acquire(fresh).await?;
     let state = Slot::Migrate
         .get(&acquired.record)
         .cloned()

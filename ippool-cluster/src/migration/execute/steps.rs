@@ -94,14 +94,16 @@ impl Migration<'_> {
                 self.state.keep_old_pool && matches!(step, Step::ReleaseOld | Step::DeleteOld);
             if !kept {
                 self.emit(Event::StepStarted { step: name.clone() });
-                match step {
-                    Step::CreateNew => self.create_new().await?,
-                    Step::DisableOld => self.disable_old().await?,
-                    Step::MoveWorkloads => self.move_workloads().await?,
-                    Step::Verify => self.verify().await?,
-                    Step::ReleaseOld => self.release_old().await?,
-                    Step::DeleteOld => self.delete_old().await?,
-                }
+                let (exec, held) = (self.exec, self.held);
+                exec.ride_out(held, &name, async || match step {
+                    Step::CreateNew => self.create_new().await,
+                    Step::DisableOld => self.disable_old().await,
+                    Step::MoveWorkloads => self.move_workloads().await,
+                    Step::Verify => self.verify().await,
+                    Step::ReleaseOld => self.release_old().await,
+                    Step::DeleteOld => self.delete_old().await,
+                })
+                .await?;
             }
             let slot = self.slot;
             let updated = self

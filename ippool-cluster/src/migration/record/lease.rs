@@ -20,8 +20,8 @@ pub struct Session {
 
 impl Session {
     pub fn current() -> Session {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
+        let host = crate::migration::fault::session_host()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("HOSTNAME").ok())

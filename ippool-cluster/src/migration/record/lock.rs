@@ -2,6 +2,7 @@
 //! version last seen.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::Client;
@@ -12,6 +13,7 @@ use super::lease::{
     Session, live_session, new_lease, now_micro, parse_record, session_of, set_session,
 };
 use super::{ATTEMPTS, LEASE_NAME, RECORD_ANNOTATION, RENEW_EVERY, Record, RecordError};
+use crate::migration::fence::LeaseClock;
 use crate::request_error::RequestError;
 
 /// A record found in the cluster.
@@ -90,6 +92,8 @@ struct HeldInner {
     id: String,
     /// The Lease as last written or read by this session.
     lease: Mutex<Lease>,
+    /// When this session last wrote the Lease (what the fence in front of the clients reads).
+    clock: LeaseClock,
 }
 
 /// The result of taking the lock.
@@ -102,11 +106,12 @@ pub struct Acquired {
 
 /// Takes the lock for `fresh.id`: creates the Lease with `fresh` as its record, or — when the
 /// Lease already holds the same id and its session is over — takes it over and returns the
-/// record found there (the earlier run's progress).
+/// record found there (the earlier run's progress). `clock` is told of every write of the Lease.
 pub async fn acquire(
     client: &Client,
     namespace: &str,
     fresh: Record,
+    clock: &LeaseClock,
 ) -> Result<Acquired, RecordError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let session = Session::current();
@@ -118,10 +123,12 @@ pub async fn acquire(
             .map_err(|e| request_error(what(), e))?;
         let Some(mut lease) = existing else {
             let lease = new_lease(namespace, &fresh, &session)?;
+            let sent = Instant::now();
             match api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
+                    clock.confirm(sent);
                     return Ok(Acquired {
-                        held: Held::new(api, namespace, session, &fresh.id, created),
+                        held: Held::new(api, namespace, session, &fresh.id, created, clock),
                         record: fresh,
                         resumed: false,
                     });
@@ -155,13 +162,15 @@ pub async fn acquire(
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         spec.renew_time = Some(now_micro());
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        let sent = Instant::now();
         match api
             .replace(LEASE_NAME, &PostParams::default(), &lease)
             .await
         {
             Ok(taken) => {
+                clock.confirm(sent);
                 return Ok(Acquired {
-                    held: Held::new(api, namespace, session, &fresh.id, taken),
+                    held: Held::new(api, namespace, session, &fresh.id, taken, clock),
                     record,
                     resumed: true,
                 });
@@ -176,7 +185,14 @@ pub async fn acquire(
 }
 
 impl Held {
-    fn new(api: Api<Lease>, namespace: &str, session: Session, id: &str, lease: Lease) -> Held {
+    fn new(
+        api: Api<Lease>,
+        namespace: &str,
+        session: Session,
+        id: &str,
+        lease: Lease,
+        clock: &LeaseClock,
+    ) -> Held {
         Held {
             inner: Arc::new(HeldInner {
                 api,
@@ -184,6 +200,7 @@ impl Held {
                 session,
                 id: id.to_owned(),
                 lease: Mutex::new(lease),
+                clock: clock.clone(),
             }),
         }
     }
@@ -197,6 +214,7 @@ impl Held {
     }
 
     fn lost(&self) -> RecordError {
+        self.inner.clock.lose();
         RecordError::LostLock {
             namespace: self.inner.namespace.clone(),
         }
@@ -223,12 +241,14 @@ impl Held {
         for _ in 0..ATTEMPTS {
             let mut next = current.clone();
             change(&mut next)?;
+            let sent = Instant::now();
             match inner
                 .api
                 .replace(LEASE_NAME, &PostParams::default(), &next)
                 .await
             {
                 Ok(written) => {
+                    inner.clock.confirm(sent);
                     *current = written.clone();
                     return Ok(written);
                 }
@@ -286,6 +306,32 @@ impl Held {
         .map(drop)
     }
 
+    /// Makes sure this session may act: when it has not confirmed its hold for a while (the API
+    /// server or the network was away), renews the Lease, trying again with backoff while the
+    /// failure passes, for up to `timeout`. Another process holding the Lease now is
+    /// [`RecordError::LostLock`].
+    pub async fn ensure(&self, timeout: Duration) -> Result<(), RecordError> {
+        let began = Instant::now();
+        let mut delay = Duration::from_millis(200);
+        loop {
+            if self.inner.clock.may_act() {
+                return Ok(());
+            }
+            match self.renew().await {
+                Ok(()) => return Ok(()),
+                Err(e @ (RecordError::LostLock { .. } | RecordError::Unreadable { .. })) => {
+                    return Err(e);
+                }
+                Err(e) if began.elapsed() + delay > timeout => return Err(e),
+                Err(e) => {
+                    tracing::info!("cannot confirm the migration lock yet ({e}); trying again");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Renews every [`RENEW_EVERY`] until the returned task is aborted or the lock is lost.
     pub fn keep_renewed(&self) -> tokio::task::JoinHandle<RecordError> {
         let held = self.clone();
@@ -317,8 +363,14 @@ impl Held {
                 resource_version: current.metadata.resource_version.clone(),
             });
             match inner.api.delete(LEASE_NAME, &params).await {
-                Ok(_) => return Ok(()),
-                Err(e) if status_code(&e) == Some(404) => return Ok(()),
+                Ok(_) => {
+                    inner.clock.release();
+                    return Ok(());
+                }
+                Err(e) if status_code(&e) == Some(404) => {
+                    inner.clock.release();
+                    return Ok(());
+                }
                 Err(e) if status_code(&e) == Some(409) => {
                     let fresh = inner
                         .api

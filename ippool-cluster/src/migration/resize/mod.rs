@@ -22,7 +22,7 @@ use ippool_rules::cidr;
 use ippool_rules::context::ClusterCidrs;
 
 use super::events::Event;
-use super::execute::{Executor, MigrateError, with_renewal};
+use super::execute::{Executor, MigrateError, Transient, with_renewal};
 use super::fault;
 use super::inventory;
 use super::record::lock::{self, Held};
@@ -179,7 +179,7 @@ pub async fn execute(
         prepared.id.clone(),
         Job::Resize(Box::new(prepared.record.clone())),
     );
-    let acquired = lock::acquire(&exec.client, &exec.options.state_namespace, fresh).await?;
+    let acquired = exec.acquire(fresh).await?;
     let Job::Resize(state) = acquired.record.job.clone() else {
         return Err(RecordError::Locked {
             namespace: exec.options.state_namespace.clone(),
@@ -215,6 +215,12 @@ struct Resize<'a> {
     first_plan: Option<Plan>,
 }
 
+impl Transient for ResizeError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ResizeError::Migrate(e) if e.is_transient())
+    }
+}
+
 impl Resize<'_> {
     fn calico(&self) -> CalicoClient {
         CalicoClient::new(self.exec.client.clone(), self.exec.apis)
@@ -236,24 +242,22 @@ impl Resize<'_> {
             self.exec.progress.emit(Event::StepStarted {
                 step: step.to_string(),
             });
-            match step {
+            let (exec, held) = (self.exec, self.held);
+            let name = step.to_string();
+            exec.ride_out(held, &name, async || match step {
                 ResizeStep::ToTemp => {
                     let plan = self.first_plan.take();
-                    self.migrate(
-                        &state,
-                        intent_to_temp(self.intent, &state),
-                        plan,
-                        "to-temp/",
-                    )
-                    .await?
+                    let intent = intent_to_temp(self.intent, &state);
+                    self.migrate(&state, intent, plan, "to-temp/").await
                 }
-                ResizeStep::CleanOldCidr => self.clean(&state).await?,
-                ResizeStep::Recreate => self.recreate(&state).await?,
+                ResizeStep::CleanOldCidr => self.clean(&state).await,
+                ResizeStep::Recreate => self.recreate(&state).await,
                 ResizeStep::Back => {
-                    self.migrate(&state, intent_back(self.intent, &state), None, "back/")
-                        .await?
+                    let intent = intent_back(self.intent, &state);
+                    self.migrate(&state, intent, None, "back/").await
                 }
-            }
+            })
+            .await?;
             let updated = self
                 .held
                 .update(|record| {

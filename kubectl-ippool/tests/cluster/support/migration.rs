@@ -409,10 +409,22 @@ impl DeletionRecorder {
     /// Replays the changes in revision order; returns how many pools were deleted, and panics if
     /// one was deleted while a block inside it held an allocation.
     pub fn check(&self) -> usize {
+        let (deleted, violations) = self.replay();
+        assert!(violations.is_empty(), "{}", violations.join("\n"));
+        deleted
+    }
+
+    /// Every deletion of a pool while a block inside it held an allocation.
+    pub fn violations(&self) -> Vec<String> {
+        self.replay().1
+    }
+
+    fn replay(&self) -> (usize, Vec<String>) {
         let mut changes = self.changes.lock().unwrap().clone();
         changes.sort_by_key(|c| c.revision);
         let mut blocks: HashMap<String, (IpNet, usize)> = HashMap::new();
         let mut deleted_pools = 0;
+        let mut violations = Vec::new();
         for change in changes {
             let name = change.object.metadata.name.clone().unwrap_or_default();
             let cidr: Option<IpNet> = change.object.data["spec"]["cidr"]
@@ -423,12 +435,13 @@ impl DeletionRecorder {
                     deleted_pools += 1;
                     let pool = cidr.expect("pool CIDR");
                     for (block, (net, allocated)) in &blocks {
-                        assert!(
-                            !(ippool_rules::cidr::overlaps(&pool, net) && *allocated > 0),
-                            "pool {name} ({pool}) was deleted at revision {} while block {block} \
-                             held {allocated} allocation(s)",
-                            change.revision
-                        );
+                        if ippool_rules::cidr::overlaps(&pool, net) && *allocated > 0 {
+                            violations.push(format!(
+                                "pool {name} ({pool}) was deleted at revision {} while block \
+                                 {block} held {allocated} allocation(s)",
+                                change.revision
+                            ));
+                        }
                     }
                 }
                 continue;
@@ -442,7 +455,7 @@ impl DeletionRecorder {
                 blocks.insert(name, (net, allocated));
             }
         }
-        deleted_pools
+        (deleted_pools, violations)
     }
 }
 
