@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use ippool_cluster::discovery::{CidrFlags, SourceAnswer, discover};
@@ -29,6 +30,9 @@ pub struct Settings {
     /// Plain-HTTP /metrics, /healthz and /readyz as well.
     pub metrics_listen: Option<SocketAddr>,
     pub exemptions: Exemptions,
+    /// How long to go on answering after `shutdown`, not ready, before closing: the API server
+    /// goes on sending reviews to an endpoint until it learns the pod is leaving.
+    pub shutdown_delay: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,8 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Serves until `shutdown` resolves, then lets open connections finish.
+/// Serves until `shutdown` resolves and the shutdown delay has passed (not ready meanwhile),
+/// then lets open connections finish.
 pub async fn run(
     settings: Settings,
     client: kube::Client,
@@ -106,6 +111,12 @@ pub async fn run(
     };
 
     shutdown.await;
+    state.start_draining();
+    tracing::info!(
+        delay = ?settings.shutdown_delay,
+        "asked to stop: answering reviews, not ready, for the shutdown delay"
+    );
+    tokio::time::sleep(settings.shutdown_delay).await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     main_server.await?;

@@ -186,6 +186,9 @@ pub struct AppState {
     pub view: Arc<dyn ContextSource>,
     pub exemptions: Exemptions,
     pub metrics: Arc<Metrics>,
+    /// Set when the process was asked to stop: it still answers reviews, but reports itself
+    /// not ready, so that it leaves the Service's endpoints before it stops listening.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -203,11 +206,22 @@ impl AppState {
             view,
             exemptions,
             metrics: Arc::new(Metrics::new()),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.view.has_synced()
+        self.view.has_synced() && !self.is_draining()
+    }
+
+    /// From now on /readyz answers 503; reviews are still answered.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Brings the cache gauges and the pools' room up to date (called when metrics are scraped).

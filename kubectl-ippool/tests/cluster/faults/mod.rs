@@ -8,7 +8,8 @@
 //!
 //! Size: one fault of each kind, outages up to 15 s (CI). `IPPOOL_FAULT_SEEDS=N` runs N faults of
 //! each kind with outages up to 60 s (`./dev faults`); `IPPOOL_FAULT_SEED` picks the seed. The
-//! table goes to stdout and to `$CARGO_TARGET_DIR/fault-results/faults.json`.
+//! table goes to stdout and to `$CARGO_TARGET_DIR/bench-results/faults.json` (the smoke size:
+//! `bench-results/smoke/faults.json`).
 //! `IPPOOL_FAULT_KINDS=etcd-pause,lease-expiry` runs only those kinds (and no resize unless
 //! `resize` is named).
 
@@ -55,7 +56,7 @@ fn pool_cidr(n: usize) -> String {
 }
 
 impl Suite {
-    async fn start(seed: u64) -> Suite {
+    async fn start(seed: u64, smoke: bool) -> Suite {
         let c = start_with(
             &ControlPlaneOptions::default(),
             SimOptions {
@@ -93,7 +94,7 @@ impl Suite {
             block_size: 26,
             deletions,
             availability,
-            table: Table::new(seed),
+            table: Table::new(seed, smoke),
         }
     }
 
@@ -287,7 +288,7 @@ async fn migrations_survive_outages_of_the_api_server_etcd_and_the_network() {
         only.as_deref()
             .is_none_or(|o| o.split(',').any(|k| k == slug))
     };
-    let mut suite = Suite::start(seed).await;
+    let mut suite = Suite::start(seed, seeds == 1).await;
     for _ in 0..seeds {
         for kind in Kind::ALL {
             // Drawn even when not run, so that a kind's faults are the same with or without a filter.

@@ -2,7 +2,8 @@
 //! how many needed the command run again, and how many invariant violations the monitors saw.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+
+use bench_record::Record;
 
 use serde_json::json;
 
@@ -38,6 +39,7 @@ impl Row {
 pub struct Table {
     seed: u64,
     rows: Vec<Row>,
+    record: Record,
 }
 
 #[derive(Default)]
@@ -51,10 +53,12 @@ struct Sum {
 }
 
 impl Table {
-    pub fn new(seed: u64) -> Table {
+    /// A table for the suite's faults; `smoke`: one of each kind (CI's size).
+    pub fn new(seed: u64, smoke: bool) -> Table {
         Table {
             seed,
             rows: Vec::new(),
+            record: Record::start("faults", "./dev faults", smoke),
         }
     }
 
@@ -62,8 +66,9 @@ impl Table {
         self.rows.push(row);
     }
 
-    /// Prints the table (Markdown) and writes it as JSON beside the benches' results.
-    pub fn report(&self, seeds: usize) {
+    /// Prints the table (Markdown) and writes it as the benches write their figures
+    /// (`bench-results/faults.json`; one fault per kind: `bench-results/smoke/faults.json`).
+    pub fn report(self, seeds: usize) {
         let mut sums: BTreeMap<(Kind, bool), Sum> = BTreeMap::new();
         for row in &self.rows {
             let sum = sums.entry((row.kind, row.resize)).or_default();
@@ -101,24 +106,12 @@ impl Table {
             "fault suite (seed {}, {seeds} per kind):\n{text}",
             self.seed
         );
-        let dir =
-            PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
-                .join("fault-results");
-        std::fs::create_dir_all(&dir).expect("create the results folder");
-        let record = json!({
+        let figures = json!({
             "seed": self.seed,
             "faults_per_kind": seeds,
-            "command": "IPPOOL_FAULT_SEEDS=N ./dev faults",
             "rows": json_rows,
             "markdown": text,
         });
-        let path = dir.join(if seeds > 1 {
-            "faults.json"
-        } else {
-            "faults-smoke.json"
-        });
-        std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap())
-            .expect("write the fault table");
-        eprintln!("fault suite: table written to {}", path.display());
+        self.record.write(figures).expect("write the fault table");
     }
 }
