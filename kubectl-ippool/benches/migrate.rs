@@ -25,24 +25,25 @@
 //! fails unless every command exits 0, both procedures reach the end point and, with the
 //! zero-downtime strategy, ours has zero unavailable pod-seconds.
 
-use std::collections::{HashMap, HashSet};
-use std::process::{Command, Stdio};
+#[path = "common/command.rs"]
+mod command;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use bench_record::Record;
+use command::{Audit, Sample, run};
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use harness::{ControlPlane, Sim, SimOptions, wait_for_all};
 use ippool_cluster::resources::ip_pools;
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Config};
 use kubectl_ippool::kube_opts::USER_AGENT_VALUE;
 use serde_json::{Value, json};
 
@@ -291,91 +292,11 @@ fn end_point(client: &Client, total: usize) -> tokio::task::JoinHandle<anyhow::R
     })
 }
 
-/// The requests in the API server's audit log whose user agent is `client/…`, each once (a watch is
-/// logged when it starts and when it ends). A request of the bench's own is made first and awaited
-/// in the log, so every request the procedure finished before it is written.
-async fn audited_requests(cp: &ControlPlane, client: &str) -> anyhow::Result<u64> {
-    let path = cp.dir().join("audit.log");
-    let marker = format!("ippool-bench-audit-marker/{}", std::process::id());
-    let mut config = Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(cp.kubeconfig())?,
-        &KubeConfigOptions::default(),
-    )
-    .await?;
-    config.headers.push((
-        http::header::USER_AGENT,
-        http::HeaderValue::from_str(&marker)?,
-    ));
-    Client::try_from(config)?.apiserver_version().await?;
-    let prefix = format!("{client}/");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "{}: the control plane keeps no audit log (tests/cluster/up writes it with IPPOOL_AUDIT_LOG=1)",
-                path.display()
-            )
-        })?;
-        let mut seen_marker = false;
-        let mut requests = HashSet::new();
-        for line in text.lines() {
-            // The last line may still be being written.
-            let Ok(event) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
-            let agent = event["userAgent"].as_str().unwrap_or_default();
-            seen_marker |= agent == marker;
-            if agent.starts_with(&prefix) {
-                requests.insert(event["auditID"].as_str().unwrap_or_default().to_owned());
-            }
-        }
-        if seen_marker {
-            return Ok(requests.len() as u64);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the audit log {} never showed the bench's marker request",
-            path.display()
-        );
-        // The API server writes the marker's event right after answering it.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Runs a command to completion; returns its stdout, stderr and peak RSS (from wait4).
-fn run(program: &str, args: &[&str]) -> anyhow::Result<(String, String, i64)> {
-    let dir = tempfile::tempdir()?;
-    let out_path = dir.path().join("out");
-    let err_path = dir.path().join("err");
-    let child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path)?)
-        .stderr(std::fs::File::create(&err_path)?)
-        .spawn()?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our own unreaped child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    anyhow::ensure!(reaped == pid, "wait4 failed for {program}");
-    drop(child);
-    let stdout = std::fs::read_to_string(&out_path)?;
-    let stderr = std::fs::read_to_string(&err_path)?;
-    anyhow::ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{program} {args:?} failed:\n{stdout}\n{stderr}"
-    );
-    Ok((stdout, stderr, usage.ru_maxrss))
-}
-
-async fn run_blocking(
-    program: &'static str,
-    args: Vec<String>,
-) -> anyhow::Result<(String, String, i64)> {
+/// Runs a command to completion (exit 0) off the async threads.
+async fn run_blocking(program: &'static str, args: Vec<String>) -> anyhow::Result<Sample> {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run(program, &args)
+        run(program, &args, &[], &[0])
     })
     .await?
 }
@@ -384,6 +305,7 @@ async fn ours(sizes: &Sizes) -> anyhow::Result<Figures> {
     let (cp, _sim, client) = setup(sizes).await?;
     let unavailable = Unavailability::start(&client, sizes.deployments, sizes.replicas).await;
     let end = end_point(&client, sizes.deployments * sizes.replicas);
+    let audit = Audit::from_now(&cp)?;
     let started = Instant::now();
     let args: Vec<String> = [
         "--kubeconfig",
@@ -406,7 +328,11 @@ async fn ours(sizes: &Sizes) -> anyhow::Result<Figures> {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let (stdout, _, rss) = run_blocking(env!("CARGO_BIN_EXE_kubectl-ippool"), args).await?;
+    let Sample {
+        stdout,
+        max_rss_kib: rss,
+        ..
+    } = run_blocking(env!("CARGO_BIN_EXE_kubectl-ippool"), args).await?;
     let commands_done = started.elapsed();
     stdout
         .lines()
@@ -421,7 +347,7 @@ async fn ours(sizes: &Sizes) -> anyhow::Result<Figures> {
         wall,
         commands_done,
         unavailable_pod_seconds: unavailable.stop(),
-        api_requests: audited_requests(&cp, plugin).await?,
+        api_requests: audit.requests(&cp, plugin).await?,
         peak_rss_kib: Some(rss),
     })
 }
@@ -447,6 +373,7 @@ async fn documented(sizes: &Sizes) -> anyhow::Result<Figures> {
     let total = sizes.deployments * sizes.replicas;
     let unavailable = Unavailability::start(&client, sizes.deployments, sizes.replicas).await;
     let end = end_point(&client, total);
+    let audit = Audit::from_now(&cp)?;
     let started = Instant::now();
     for args in [
         kubectl(&["apply", "-f", &manifest.display().to_string()]),
@@ -477,7 +404,7 @@ async fn documented(sizes: &Sizes) -> anyhow::Result<Figures> {
         wall,
         commands_done,
         unavailable_pod_seconds: unavailable.stop(),
-        api_requests: audited_requests(&cp, "kubectl").await?,
+        api_requests: audit.requests(&cp, "kubectl").await?,
         peak_rss_kib: None,
     })
 }

@@ -45,6 +45,11 @@ pub struct ControlPlaneOptions {
     /// Every request the API server serves goes to [`ControlPlane::audit_log`] (JSON lines at
     /// the Metadata level: user, verb, resource).
     pub audit_log: bool,
+    /// calico-kube-controllers is not started (its IPAM garbage collector would change a state a
+    /// bench seeds on purpose while it measures).
+    pub without_kube_controllers: bool,
+    /// etcd's `--quota-backend-bytes` (etcd's default is 2 GiB).
+    pub etcd_quota_bytes: Option<u64>,
 }
 
 /// A private Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager on loopback
@@ -84,6 +89,12 @@ impl ControlPlane {
                 command.arg(dir.path()).env("KUBE_BINARIES", &binaries);
                 if options.audit_log {
                     command.env("IPPOOL_AUDIT_LOG", "1");
+                }
+                if options.without_kube_controllers {
+                    command.env("IPPOOL_KUBE_CONTROLLERS", "0");
+                }
+                if let Some(bytes) = options.etcd_quota_bytes {
+                    command.env("IPPOOL_ETCD_QUOTA_BYTES", bytes.to_string());
                 }
                 if let Some(period) = options.leak_grace_period {
                     command.env(
