@@ -13,7 +13,7 @@ use ipnet::IpNet;
 use ippool_cluster::resources::{block_affinities, ip_pools, ipam_blocks};
 use ippool_rules::model::ApiGroup;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
@@ -344,126 +344,144 @@ pub fn events(output: &Output) -> Vec<Value> {
         .collect()
 }
 
-/// One recorded change of a pool or block, with the etcd revision it happened at.
-#[derive(Debug, Clone)]
-struct Change {
-    revision: u64,
-    deleted: bool,
-    object: DynamicObject,
-    is_pool: bool,
+/// Watches every IPPool deletion while a test runs and judges it against the IPAM blocks as they
+/// were at that very revision (a list at `resourceVersion` = the deletion's, `Exact`): a pool
+/// deleted while a block inside it held an allocation is a violation. Judging at the revision
+/// rather than by replaying a watch of the blocks keeps it right when the API server restarts
+/// mid-test: a watch resumed after a restart may have to list again and so skip changes. A pool
+/// that vanished while the pool watch itself was away is judged against the blocks when it is
+/// seen gone (the closest state there is).
+pub struct DeletionRecorder {
+    judged: Arc<Mutex<Judged>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-/// Records every IPPool and IPAMBlock change while a test runs, to check afterwards, in
-/// revision order, that no pool was deleted while a block in its CIDR held an allocation.
-pub struct DeletionRecorder {
-    changes: Arc<Mutex<Vec<Change>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+#[derive(Default)]
+struct Judged {
+    deleted: usize,
+    violations: Vec<String>,
+}
+
+/// Allocations held by blocks overlapping `pool`, from the blocks as listed by `params`.
+async fn allocations_in(
+    blocks: &Api<DynamicObject>,
+    pool: &IpNet,
+    params: &ListParams,
+) -> Result<Vec<(String, usize)>, kube::Error> {
+    let listed = blocks.list(params).await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter_map(|b| {
+            let net: IpNet = b.data["spec"]["cidr"].as_str()?.parse().ok()?;
+            let allocated = b.data["spec"]["allocations"]
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|v| !v.is_null()).count());
+            (ippool_rules::cidr::overlaps(pool, &net) && allocated > 0)
+                .then(|| (b.metadata.name.clone().unwrap_or_default(), allocated))
+        })
+        .collect())
 }
 
 impl DeletionRecorder {
     pub async fn start(client: &Client) -> DeletionRecorder {
-        let changes = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(2);
-        for (resource, is_pool) in [
-            (ip_pools(ApiGroup::CrdV1), true),
-            (ipam_blocks(ApiGroup::CrdV1), false),
-        ] {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-            let changes = changes.clone();
-            let ready = ready_tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-                futures::pin_mut!(stream);
-                while let Some(event) = stream.next().await {
-                    let (object, deleted) = match event {
-                        Ok(Event::Apply(o) | Event::InitApply(o)) => (o, false),
-                        Ok(Event::Delete(o)) => (o, true),
-                        Ok(Event::InitDone) => {
-                            let _ = ready.send(()).await;
-                            continue;
+        let judged = Arc::new(Mutex::new(Judged::default()));
+        let pools: Api<DynamicObject> = Api::all_with(client.clone(), &ip_pools(ApiGroup::CrdV1));
+        let blocks: Api<DynamicObject> =
+            Api::all_with(client.clone(), &ipam_blocks(ApiGroup::CrdV1));
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1);
+        let record = judged.clone();
+        let task = tokio::spawn(async move {
+            let stream = watcher::watcher(pools, watcher::Config::default()).default_backoff();
+            futures::pin_mut!(stream);
+            let mut known: HashMap<String, IpNet> = HashMap::new();
+            let mut relisted: Option<HashMap<String, IpNet>> = None;
+            let cidr = |o: &DynamicObject| -> Option<IpNet> {
+                o.data["spec"]["cidr"].as_str()?.parse().ok()
+            };
+            while let Some(event) = stream.next().await {
+                // (pool, its CIDR, how the blocks are read, at which moment)
+                let mut gone: Vec<(String, IpNet, ListParams, String)> = Vec::new();
+                match event {
+                    Ok(Event::Init) => relisted = Some(HashMap::new()),
+                    Ok(Event::InitApply(o)) => {
+                        if let (Some(list), Some(net)) = (relisted.as_mut(), cidr(&o)) {
+                            list.insert(o.metadata.name.clone().unwrap_or_default(), net);
                         }
-                        _ => continue,
-                    };
-                    let revision = object
-                        .metadata
-                        .resource_version
-                        .as_deref()
-                        .and_then(|r| r.parse().ok())
-                        .unwrap_or(0);
-                    changes.lock().unwrap().push(Change {
-                        revision,
-                        deleted,
-                        object,
-                        is_pool,
-                    });
+                    }
+                    Ok(Event::InitDone) => {
+                        let list = relisted.take().unwrap_or_default();
+                        for (name, net) in &known {
+                            if !list.contains_key(name) {
+                                let when = "when seen gone after a relist".to_owned();
+                                gone.push((name.clone(), *net, ListParams::default(), when));
+                            }
+                        }
+                        known = list;
+                        let _ = ready_tx.try_send(());
+                    }
+                    Ok(Event::Apply(o)) => {
+                        if let Some(net) = cidr(&o) {
+                            known.insert(o.metadata.name.clone().unwrap_or_default(), net);
+                        }
+                    }
+                    Ok(Event::Delete(o)) => {
+                        let name = o.metadata.name.clone().unwrap_or_default();
+                        known.remove(&name);
+                        let revision = o.metadata.resource_version.clone().unwrap_or_default();
+                        let exact = ListParams::default()
+                            .at(&revision)
+                            .matching(kube::api::VersionMatch::Exact);
+                        if let Some(net) = cidr(&o) {
+                            gone.push((name, net, exact, format!("at revision {revision}")));
+                        }
+                    }
+                    Err(_) => {}
                 }
-            }));
-        }
-        for _ in 0..2 {
-            ready_rx.recv().await;
-        }
-        DeletionRecorder { changes, tasks }
+                for (name, net, params, when) in gone {
+                    let found = allocations_in(&blocks, &net, &params).await;
+                    let mut judged = record.lock().unwrap();
+                    judged.deleted += 1;
+                    match found {
+                        Ok(held) => judged.violations.extend(held.into_iter().map(|(block, n)| {
+                            format!(
+                                "pool {name} ({net}) was deleted while block {block} held {n} \
+                                 allocation(s) ({when})"
+                            )
+                        })),
+                        Err(e) => judged.violations.push(format!(
+                            "pool {name} ({net}) was deleted and the blocks could not be read \
+                             {when}: {e}"
+                        )),
+                    }
+                }
+            }
+        });
+        ready_rx.recv().await;
+        DeletionRecorder { judged, task }
     }
 
-    /// Replays the changes in revision order; returns how many pools were deleted, and panics if
-    /// one was deleted while a block inside it held an allocation.
+    /// How many pools were deleted; panics if one was deleted while a block inside it held an
+    /// allocation.
     pub fn check(&self) -> usize {
-        let (deleted, violations) = self.replay();
-        assert!(violations.is_empty(), "{}", violations.join("\n"));
-        deleted
+        let judged = self.judged.lock().unwrap();
+        assert!(
+            judged.violations.is_empty(),
+            "{}",
+            judged.violations.join("\n")
+        );
+        judged.deleted
     }
 
     /// Every deletion of a pool while a block inside it held an allocation.
     pub fn violations(&self) -> Vec<String> {
-        self.replay().1
-    }
-
-    fn replay(&self) -> (usize, Vec<String>) {
-        let mut changes = self.changes.lock().unwrap().clone();
-        changes.sort_by_key(|c| c.revision);
-        let mut blocks: HashMap<String, (IpNet, usize)> = HashMap::new();
-        let mut deleted_pools = 0;
-        let mut violations = Vec::new();
-        for change in changes {
-            let name = change.object.metadata.name.clone().unwrap_or_default();
-            let cidr: Option<IpNet> = change.object.data["spec"]["cidr"]
-                .as_str()
-                .and_then(|c| c.parse().ok());
-            if change.is_pool {
-                if change.deleted {
-                    deleted_pools += 1;
-                    let pool = cidr.expect("pool CIDR");
-                    for (block, (net, allocated)) in &blocks {
-                        if ippool_rules::cidr::overlaps(&pool, net) && *allocated > 0 {
-                            violations.push(format!(
-                                "pool {name} ({pool}) was deleted at revision {} while block \
-                                 {block} held {allocated} allocation(s)",
-                                change.revision
-                            ));
-                        }
-                    }
-                }
-                continue;
-            }
-            if change.deleted {
-                blocks.remove(&name);
-            } else if let Some(net) = cidr {
-                let allocated = change.object.data["spec"]["allocations"]
-                    .as_array()
-                    .map_or(0, |a| a.iter().filter(|v| !v.is_null()).count());
-                blocks.insert(name, (net, allocated));
-            }
-        }
-        (deleted_pools, violations)
+        self.judged.lock().unwrap().violations.clone()
     }
 }
 
 impl Drop for DeletionRecorder {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -483,25 +501,37 @@ impl AvailabilityRecorder {
             let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
             futures::pin_mut!(stream);
             let mut pods: HashMap<String, (String, bool)> = HashMap::new();
-            let mut synced = false;
+            // A relist (at the start, or when a watch cannot resume after the API server
+            // restarted) replaces what was known only once it is complete.
+            let mut relist: Option<HashMap<String, (String, bool)>> = None;
+            let entry = |p: &Pod| {
+                (
+                    p.metadata.uid.clone().unwrap_or_default(),
+                    (app(p), is_ready(p)),
+                )
+            };
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(Event::Apply(p) | Event::InitApply(p)) => {
-                        pods.insert(
-                            p.metadata.uid.clone().unwrap_or_default(),
-                            (app(&p), is_ready(&p)),
-                        );
+                    Ok(Event::Init) => relist = Some(HashMap::new()),
+                    Ok(Event::InitApply(p)) => {
+                        let (uid, state) = entry(&p);
+                        relist.get_or_insert_with(HashMap::new).insert(uid, state);
+                        continue;
+                    }
+                    Ok(Event::InitDone) => {
+                        pods = relist.take().unwrap_or_default();
+                        let _ = ready_tx.try_send(());
+                    }
+                    Ok(Event::Apply(p)) => {
+                        let (uid, state) = entry(&p);
+                        pods.insert(uid, state);
                     }
                     Ok(Event::Delete(p)) => {
                         pods.remove(&p.metadata.uid.clone().unwrap_or_default());
                     }
-                    Ok(Event::InitDone) => {
-                        synced = true;
-                        let _ = ready_tx.send(()).await;
-                    }
-                    _ => continue,
+                    Err(_) => continue,
                 }
-                if !synced {
+                if relist.is_some() {
                     continue;
                 }
                 let mut ready: BTreeMap<String, usize> = BTreeMap::new();
