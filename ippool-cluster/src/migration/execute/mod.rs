@@ -259,7 +259,18 @@ impl Executor {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                other => return other,
+                Err(e) => {
+                    // A step that fails for good may have read what another process did after
+                    // taking the migration over while this one was cut off: the lost lock is then
+                    // the cause to report.
+                    if let Err(lost @ RecordError::LostLock { .. }) =
+                        held.ensure(self.options.timeout).await
+                    {
+                        return Err(E::from(MigrateError::from(lost)));
+                    }
+                    return Err(e);
+                }
+                ok => return ok,
             }
         }
     }
