@@ -1,5 +1,5 @@
-//! What the cluster benches share: running a command to its end with its peak memory (the kernel's
-//! rusage of exactly that child), and counting the API requests it made from the API server's
+//! What the cluster benches share: running a command to its end with its peak memory (as GNU time
+//! reports it), and counting the API requests it made from the API server's
 //! audit log (`tests/cluster/up` writes it with `IPPOOL_AUDIT_LOG=1`).
 #![allow(dead_code)] // each bench uses its own subset
 
@@ -22,6 +22,12 @@ pub struct Sample {
     pub stdout: String,
 }
 
+/// GNU time (Debian's `time`, installed by `.ci/install-system`): it reports the peak RSS of the
+/// command it runs. The kernel's rusage of a child started from this process would not do: a child
+/// spawned with a shared address space (as `posix_spawn` does) records this process's own peak as
+/// its peak when it execs, so a bench that holds a large world would measure itself.
+const GNU_TIME: &str = "/usr/bin/time";
+
 /// Runs `program ARGS` with `env` to its end. Fails unless it exits with one of `ok` (0, or 1 for
 /// a command that reports findings so): a run that failed measured nothing.
 pub fn run(
@@ -33,33 +39,40 @@ pub fn run(
     let dir = tempfile::tempdir()?;
     let out_path = dir.path().join("out");
     let err_path = dir.path().join("err");
+    let rss_path = dir.path().join("rss");
     let start = Instant::now();
-    let child = Command::new(program)
+    let status = Command::new(GNU_TIME)
+        .arg("--format=%M")
+        .arg("--output")
+        .arg(&rss_path)
+        .arg(program)
         .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&out_path)?)
         .stderr(std::fs::File::create(&err_path)?)
-        .spawn()
-        .with_context(|| format!("cannot run {program}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain old data that wait4 fills in; `pid` is our own unreaped child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        .status()
+        .with_context(|| {
+            format!("cannot run {program} under {GNU_TIME} (Debian package `time`)")
+        })?;
     let wall = start.elapsed();
-    anyhow::ensure!(reaped == pid, "wait4 failed for {program}");
-    // `child` was reaped by wait4 above; dropping it neither waits nor kills.
-    drop(child);
     let stdout = std::fs::read_to_string(&out_path)?;
     anyhow::ensure!(
-        libc::WIFEXITED(status) && ok.contains(&libc::WEXITSTATUS(status)),
-        "{program} {args:?} did not exit with {ok:?} (wait status {status}):\n{}",
+        status.code().is_some_and(|code| ok.contains(&code)),
+        "{program} {args:?} did not exit with {ok:?} ({status}):\n{}",
         std::fs::read_to_string(&err_path)?
     );
+    // GNU time's report is the last line of its output file (a note on the exit status may
+    // come before it).
+    let report = std::fs::read_to_string(&rss_path)?;
+    let max_rss_kib = report
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("{GNU_TIME} reported no peak RSS: {report:?}"))?;
     Ok(Sample {
         wall,
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib,
         stdout,
     })
 }
