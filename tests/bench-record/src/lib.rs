@@ -58,6 +58,8 @@ impl Record {
                 "argv": std::env::args().collect::<Vec<_>>(),
                 "cwd": std::env::current_dir().ok(),
                 "settings": settings(),
+                // The commit measured is the one checked out when the run starts.
+                "git": git(),
             }),
         }
     }
@@ -90,7 +92,7 @@ impl Record {
             "argv": self.start["argv"],
             "cwd": self.start["cwd"],
             "settings": self.start["settings"],
-            "git": git(),
+            "git": self.start["git"],
             "machine": machine(&self.start["load_average"]),
             "started_unix_s": unix_seconds(self.started),
             "finished_unix_s": unix_seconds(finished),
