@@ -49,24 +49,8 @@ struct Args {
     log_json: bool,
     /// After SIGTERM, go on answering (not ready) for this long before closing, e.g. 5s: the API
     /// server goes on calling a replica until it sees it leave the Service's endpoints.
-    #[arg(long, default_value = "5s", value_parser = parse_delay)]
+    #[arg(long, default_value = "5s", value_parser = ippool_cluster::duration::parse)]
     shutdown_delay: std::time::Duration,
-}
-
-/// Whole seconds with an `s`, or milliseconds with `ms` (5s, 500ms, 0s).
-fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("'{text}' is not a delay; write it like 5s or 500ms");
-    if let Some(ms) = text.strip_suffix("ms") {
-        return ms
-            .parse()
-            .map(std::time::Duration::from_millis)
-            .map_err(|_| bad());
-    }
-    let seconds = text.strip_suffix('s').ok_or_else(bad)?;
-    seconds
-        .parse()
-        .map(std::time::Duration::from_secs)
-        .map_err(|_| bad())
 }
 
 #[tokio::main]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod discovery;
+pub mod duration;
 pub mod load;
 pub mod migration;
 pub mod pool_delete;

@@ -37,39 +37,13 @@ pub struct KubeOpts {
     pub user: Option<String>,
 
     /// How long to wait for one API request (e.g. 30s, 2m; 0 = kube's defaults).
-    #[arg(long = "request-timeout", global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long = "request-timeout", global = true, value_name = "DURATION", value_parser = ippool_cluster::duration::parse)]
     pub request_timeout: Option<Duration>,
 
     /// More output on stderr: -v says which APIs are used and where CIDRs came from; -vv adds
     /// each list request; -vvv the HTTP traffic.
     #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-}
-
-/// Parses kubectl's timeout syntax: a bare number of seconds, or a number with `ms`, `s`, `m`, `h`.
-pub fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!(
-            "'{text}' is not a duration; write it like 30s, 2m or 1h (a bare number is seconds)"
-        )
-    })?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{text}'; use ms, s, m or h"
-            ));
-        }
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 impl KubeOpts {
@@ -204,20 +178,5 @@ mod tests {
             .map(|(_, value)| value.to_str().unwrap())
             .collect();
         assert_eq!(agents, [USER_AGENT_VALUE]);
-    }
-
-    #[test]
-    fn timeouts_read_like_kubectl() {
-        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_timeout("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_timeout("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_timeout("0"), Ok(Duration::ZERO));
-        assert!(parse_timeout("soon").unwrap_err().contains("30s"));
-        assert!(
-            parse_timeout("3d")
-                .unwrap_err()
-                .contains("unknown unit 'd'")
-        );
     }
 }

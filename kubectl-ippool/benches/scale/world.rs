@@ -14,7 +14,7 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use ipnet::IpNet;
 use ippool_cluster::api::{CalicoKind, ServedApis, Serving};
 use ippool_cluster::client::CalicoClient;
-use ippool_cluster::resources::CalicoResource as _;
+use ippool_cluster::resources::CalicoResource;
 use ippool_ipam::allocation::{self, AffinityState};
 use ippool_ipam::names;
 use ippool_rules::cidr;
@@ -61,6 +61,22 @@ where
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
+}
+
+/// Creates Calico objects of one kind, `CONCURRENCY` at a time.
+async fn create_calico<T>(
+    calico: &CalicoClient,
+    kind: CalicoKind,
+    items: Vec<T>,
+) -> anyhow::Result<()>
+where
+    T: CalicoResource,
+{
+    create_all(items, |item| async move {
+        calico.create(kind, item.name(), &item, false).await?;
+        Ok(())
+    })
+    .await
 }
 
 fn pool(name: &str, cidr: &str) -> IpPool {
@@ -245,12 +261,13 @@ impl World {
     /// Writes the world into the cluster.
     pub async fn create(self, client: &Client) -> anyhow::Result<()> {
         let calico = calico(client);
-        for (name, cidr) in [("bench", BENCH_CIDR), ("second", SECOND_CIDR)] {
-            let pool = pool(name, cidr);
-            calico
-                .create(CalicoKind::Pool, pool.name(), &pool, false)
-                .await?;
-        }
+        let pools = [("bench", BENCH_CIDR), ("second", SECOND_CIDR)];
+        create_calico(
+            &calico,
+            CalicoKind::Pool,
+            pools.map(|(n, c)| pool(n, c)).to_vec(),
+        )
+        .await?;
         seed_nodes_and_namespaces(client, self.nodes).await?;
         let Ipam {
             blocks,
@@ -258,36 +275,9 @@ impl World {
             handles,
             ..
         } = self.ipam;
-        create_all(blocks, |block| {
-            let calico = calico.clone();
-            async move {
-                calico
-                    .create(CalicoKind::Block, block.name(), &block, false)
-                    .await?;
-                Ok(())
-            }
-        })
-        .await?;
-        create_all(affinities, |affinity| {
-            let calico = calico.clone();
-            async move {
-                calico
-                    .create(CalicoKind::Affinity, affinity.name(), &affinity, false)
-                    .await?;
-                Ok(())
-            }
-        })
-        .await?;
-        create_all(handles, |handle| {
-            let calico = calico.clone();
-            async move {
-                calico
-                    .create(CalicoKind::Handle, handle.name(), &handle, false)
-                    .await?;
-                Ok(())
-            }
-        })
-        .await?;
+        create_calico(&calico, CalicoKind::Block, blocks).await?;
+        create_calico(&calico, CalicoKind::Affinity, affinities).await?;
+        create_calico(&calico, CalicoKind::Handle, handles).await?;
         create_all(self.pods, |pod| {
             let client = client.clone();
             async move {

@@ -32,7 +32,7 @@ use tower::retry::RetryLayer;
 use super::Outcome;
 use super::auto::{self, OrAuto, parse_cidr_or_auto};
 use super::in_cluster::{self, InClusterArgs};
-use crate::kube_opts::{KubeOpts, block_on, parse_timeout};
+use crate::kube_opts::{KubeOpts, block_on};
 use crate::live::{CidrArgs, Live};
 
 /// How progress is shown.
@@ -54,7 +54,7 @@ pub struct RunArgs {
     pub concurrency: usize,
 
     /// Longest wait for any one thing: a rollout, a refused eviction, tunnel addresses (e.g. 90s, 10m).
-    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_timeout)]
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = ippool_cluster::duration::parse)]
     pub timeout: Duration,
 
     /// Print the plan and stop.

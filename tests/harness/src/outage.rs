@@ -25,16 +25,13 @@ const API_SERVER: &str = "kube-apiserver";
 
 impl ControlPlane {
     fn running(&self, name: &str) -> Result<RecordedProcess, HarnessError> {
-        self.processes()?
-            .into_iter()
-            .find(|p| p.name == name && p.is_running())
-            .ok_or_else(|| HarnessError::Io {
-                path: self.dir().join("pids"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("no running {name} is recorded"),
-                ),
-            })
+        process::running(self.dir(), name)?.ok_or_else(|| HarnessError::Io {
+            path: self.dir().join("pids"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no running {name} is recorded"),
+            ),
+        })
     }
 
     /// Stops the API server (SIGTERM, then SIGKILL after 10 s) and waits until it is gone.

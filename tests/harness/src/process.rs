@@ -88,11 +88,18 @@ pub(crate) fn append_record(dir: &Path, name: &str, pid: u32) -> Result<(), Harn
     writeln!(file, "{name} {pid} {}", fields.start_time).map_err(HarnessError::io(&path))
 }
 
+/// The recorded process called `name` that is running now (a restarted component has older
+/// records of the same name).
+pub(crate) fn running(dir: &Path, name: &str) -> Result<Option<RecordedProcess>, HarnessError> {
+    Ok(read_records(dir)?
+        .into_iter()
+        .find(|r| r.name == name && r.is_running()))
+}
+
 /// Stops the recorded process called `name` (SIGTERM, then SIGKILL after 10 s) and waits until it
 /// is gone; a process that is not running is left as it is.
 pub(crate) fn stop_recorded(dir: &Path, name: &str) -> Result<(), HarnessError> {
-    let records = read_records(dir)?;
-    let Some(record) = records.iter().find(|r| r.name == name && r.is_running()) else {
+    let Some(record) = running(dir, name)? else {
         return Ok(());
     };
     let io_error = |source: rustix::io::Errno| HarnessError::Io {
