@@ -75,14 +75,9 @@ async fn validate(State(state): State<Arc<AppState>>, body: Body) -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.is_ready() {
-        "ok".into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the IP pool and IPAM block watches have not finished listing",
-        )
-            .into_response()
+    match state.not_ready() {
+        None => "ok".into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
     }
 }
 

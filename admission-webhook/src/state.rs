@@ -210,18 +210,21 @@ impl AppState {
         }
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.view.has_synced() && !self.is_draining()
+    /// Why `/readyz` fails now, if it does.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            Some("not ready: shutting down (reviews are answered until the shutdown delay ends)")
+        } else if !self.view.has_synced() {
+            Some("not ready: the IP pool and IPAM block watches have not finished listing")
+        } else {
+            None
+        }
     }
 
     /// From now on /readyz answers 503; reviews are still answered.
     pub fn start_draining(&self) {
         self.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Brings the cache gauges and the pools' room up to date (called when metrics are scraped).

@@ -428,6 +428,42 @@ async fn until_synced_readyz_fails_and_changes_are_denied_as_not_ready() {
 }
 
 #[tokio::test]
+async fn while_draining_readyz_fails_and_reviews_keep_their_verdicts() {
+    let (app, state) = app(FixedContext::synced(cluster()), Exemptions::default());
+    state.start_draining();
+    let (status, body) = send(&app, Method::GET, "/readyz", Vec::new()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&body).contains("shutting down"));
+    let (status, _) = send(&app, Method::GET, "/healthz", Vec::new()).await;
+    assert_eq!(status, StatusCode::OK, "alive while draining");
+    let cases = vec![
+        (
+            "a valid create",
+            alice(
+                "CREATE",
+                Some(&pool(V1, "new", json!({"cidr": "10.40.0.0/16"}))),
+                None,
+            ),
+            Expect::Allow,
+        ),
+        (
+            "a wrong one",
+            alice(
+                "CREATE",
+                Some(&pool(
+                    V1,
+                    "bad",
+                    json!({"cidr": "10.50.0.0/16", "blockSize": 33}),
+                )),
+                None,
+            ),
+            Expect::Deny(&["IPP022"]),
+        ),
+    ];
+    run_table(&app, cases).await;
+}
+
+#[tokio::test]
 async fn malformed_bodies_get_http_400_with_the_reason() {
     let app = synced_app();
     let mut v1beta1 = alice("CREATE", Some(&default_pool()), None);
